@@ -1,0 +1,151 @@
+//! Many checks in one go: submit them, take the results in the order they finish.
+//!
+//! A batch buffers submissions and hands them to the loop in one go when asked for a result, and
+//! its results arrive a turn of the loop at a time, so the cost of crossing threads is paid per
+//! turn, not per check. This is what the command line and the benchmark are built on.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::checker::Checker;
+use crate::engine::{Command, Queue, Scope, Sink};
+use crate::error::CheckError;
+use crate::options::CheckOptions;
+use crate::outcome::Report;
+use crate::target::ToTarget;
+
+/// Submissions buffered beyond this many are handed to the loop without waiting for a call to
+/// [`Batch::next`], so that a long submission run starts checking before it ends.
+const UNSENT_LIMIT: usize = 1024;
+
+/// The result of one check of a [`Batch`], with the tag it was submitted under.
+#[derive(Debug)]
+pub struct Completion {
+    /// The tag given to [`Batch::submit`].
+    pub tag: u64,
+    /// What [`Checker::check`] would have returned.
+    pub result: Result<Report, CheckError>,
+}
+
+/// Checks submitted together, results taken as they finish; from [`Checker::batch`].
+///
+/// ```
+/// use std::net::TcpListener;
+/// use std::time::Duration;
+/// use tcp_shaker::Checker;
+///
+/// let open = TcpListener::bind("127.0.0.1:0")?;
+/// let closed = TcpListener::bind("127.0.0.1:0")?.local_addr()?; // dropped: nothing listens
+/// let checker = Checker::new()?;
+/// let mut batch = checker.batch();
+/// batch.submit(1, open.local_addr()?, Duration::from_secs(1))?;
+/// batch.submit(2, closed, Duration::from_secs(1))?;
+/// let mut open_tags = Vec::new();
+/// while let Some(completion) = batch.next() {
+///     if completion.result?.is_open() {
+///         open_tags.push(completion.tag);
+///     }
+/// }
+/// assert_eq!(open_tags, [1]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Dropping a batch abandons its checks: those not yet started are dropped, those in flight end
+/// at their deadline at the latest, and their results are discarded.
+pub struct Batch {
+    checker: Checker,
+    queue: Arc<Queue>,
+    unsent: Vec<Command>,
+    outstanding: usize,
+}
+
+impl Batch {
+    pub(crate) fn new(checker: Checker) -> Batch {
+        Batch {
+            checker,
+            queue: Arc::new(Queue::new()),
+            unsent: Vec::new(),
+            outstanding: 0,
+        }
+    }
+
+    /// Adds a check, tagged with `tag` for recognising its result; its deadline runs from now.
+    ///
+    /// Fails at once, adding nothing, if the target or the options are invalid. Every other
+    /// failure (including a stopped checker) arrives as the check's result.
+    pub fn submit(
+        &mut self,
+        tag: u64,
+        target: impl ToTarget,
+        options: impl Into<CheckOptions>,
+    ) -> Result<(), CheckError> {
+        let sink = Sink::Queue {
+            queue: Arc::clone(&self.queue),
+            tag,
+        };
+        let request =
+            self.checker
+                .request(target.to_target()?, &options.into(), Scope::Best, sink)?;
+        self.unsent.push(Command::Check(request));
+        self.outstanding += 1;
+        if self.unsent.len() >= UNSENT_LIMIT {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Hands the buffered submissions to the loop now. [`next`](Batch::next) and its
+    /// siblings do this before they wait.
+    pub fn flush(&mut self) {
+        if !self.unsent.is_empty() {
+            self.checker.inbox().send_all(&mut self.unsent);
+        }
+    }
+
+    /// How many submitted checks have not been taken as results yet.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// The next result, waiting until `deadline` at most; `None` if the deadline passed first
+    /// or nothing is outstanding (tell them apart with [`outstanding`](Batch::outstanding)).
+    pub fn next_until(&mut self, deadline: Instant) -> Option<Completion> {
+        self.take(|queue| queue.pop(Some(deadline)))
+    }
+
+    /// The next result if one has arrived, without waiting.
+    pub fn try_next(&mut self) -> Option<Completion> {
+        self.take(Queue::try_pop)
+    }
+
+    fn take(
+        &mut self,
+        pop: impl FnOnce(&Queue) -> Option<(u64, crate::engine::Delivery)>,
+    ) -> Option<Completion> {
+        self.flush();
+        if self.outstanding == 0 {
+            return None;
+        }
+        let (tag, delivery) = pop(&self.queue)?;
+        self.outstanding -= 1;
+        Some(Completion {
+            tag,
+            result: delivery.into_best(),
+        })
+    }
+}
+
+impl Iterator for Batch {
+    type Item = Completion;
+
+    /// The next result, waiting for it; `None` once every submitted check has been taken.
+    fn next(&mut self) -> Option<Completion> {
+        self.take(|queue| queue.pop(None))
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}

@@ -1,0 +1,153 @@
+//! One half-open connection attempt: the socket, its options, and `connect()`.
+//!
+//! On Linux and Android the socket is created non-blocking and close-on-exec in one call, with
+//! `TCP_QUICKACK` off so that the kernel delays the ACK of SYN-ACK (up to 200 ms) instead of
+//! sending it, and `SO_LINGER {on, 0}` so that `close()` sends RST. The event loop closes the
+//! socket as soon as it is writable: SYN, SYN-ACK, RST, and the server's application never
+//! accepts anything.
+//!
+//! Other systems (the BSDs, macOS, Windows) acknowledge a SYN-ACK at once and offer no switch to
+//! hold it back, so there the same steps make a full connection, closed with RST: the server's
+//! application may see it accepted and reset.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// Where the checker's sockets come from: a source address per family and a network interface.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Binding {
+    pub(crate) source_v4: Option<Ipv4Addr>,
+    pub(crate) source_v6: Option<Ipv6Addr>,
+    pub(crate) interface: Option<Box<[u8]>>,
+}
+
+impl Binding {
+    fn source_for(&self, address: SocketAddr) -> Option<IpAddr> {
+        match address {
+            SocketAddr::V4(_) => self.source_v4.map(IpAddr::V4),
+            SocketAddr::V6(_) => self.source_v6.map(IpAddr::V6),
+        }
+    }
+}
+
+/// What `connect()` left us with.
+pub(crate) enum Attempt {
+    /// The handshake is under way: wait for the socket to become writable.
+    InProgress(TcpStream),
+    /// `connect()` itself answered: the connection was made at once (and has been closed), or
+    /// refused, or failed.
+    Answered(io::Result<()>),
+}
+
+/// Opens a socket for `address` and starts connecting it.
+pub(crate) fn start(address: SocketAddr, zero_linger: bool, binding: &Binding) -> Attempt {
+    let socket = match open(address, zero_linger, binding) {
+        Ok(socket) => socket,
+        Err(error) => return Attempt::Answered(Err(error)),
+    };
+    match socket.connect(&SockAddr::from(address)) {
+        Ok(()) => Attempt::Answered(Ok(())),
+        Err(error) if is_in_progress(&error) => {
+            Attempt::InProgress(TcpStream::from_std(std::net::TcpStream::from(socket)))
+        }
+        Err(error) => Attempt::Answered(Err(error)),
+    }
+}
+
+fn open(address: SocketAddr, zero_linger: bool, binding: &Binding) -> io::Result<Socket> {
+    let domain = Domain::for_address(address);
+    let socket = new_nonblocking_socket(domain)?;
+    hold_back_final_ack(&socket)?;
+    if zero_linger {
+        socket.set_linger(Some(Duration::ZERO))?;
+    }
+    if let Some(interface) = &binding.interface {
+        bind_interface(&socket, interface)?;
+    }
+    if let Some(source) = binding.source_for(address) {
+        defer_port_choice_to_connect(&socket)?;
+        socket.bind(&SockAddr::from(SocketAddr::new(source, 0)))?;
+    }
+    Ok(socket)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn new_nonblocking_socket(domain: Domain) -> io::Result<Socket> {
+    // socket2 adds SOCK_CLOEXEC on these systems: one system call for all three properties.
+    Socket::new(domain, Type::STREAM.nonblocking(), Some(Protocol::TCP))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn new_nonblocking_socket(domain: Domain) -> io::Result<Socket> {
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Turns off quick ACKs, so that the ACK of SYN-ACK waits on the delayed-ACK timer.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn hold_back_final_ack(socket: &Socket) -> io::Result<()> {
+    socket.set_tcp_quickack(false)
+}
+
+/// Nothing to do: these systems acknowledge SYN-ACK at once.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn hold_back_final_ack(_socket: &Socket) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn bind_interface(socket: &Socket, interface: &[u8]) -> io::Result<()> {
+    socket.bind_device(Some(interface))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn bind_interface(_socket: &Socket, _interface: &[u8]) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "binding checks to a network interface is supported on Linux and Android only",
+    ))
+}
+
+/// With a source address, lets `connect()` rather than `bind()` pick the local port, so that
+/// ports are shared across destinations (`IP_BIND_ADDRESS_NO_PORT`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn defer_port_choice_to_connect(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let enable: libc::c_int = 1;
+    // SAFETY: a plain integer option on a socket this function borrows; the pointer and length
+    // describe `enable`, which outlives the call.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&enable as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn defer_port_choice_to_connect(_socket: &Socket) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn is_in_progress(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(libc::EINPROGRESS)
+}
+
+#[cfg(not(unix))]
+fn is_in_progress(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::WouldBlock
+}

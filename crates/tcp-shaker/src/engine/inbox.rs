@@ -1,0 +1,205 @@
+//! The one door into the event loop: commands from any thread, and the loop's wake-up.
+//!
+//! Submitters append commands under a mutex and write to the loop's waker only when the loop is
+//! asleep in `poll` with nothing queued, so a burst of submissions costs one wake-up. The inbox
+//! also owns the checker's life: once stopped, it refuses commands and fails the ones still
+//! queued, and it lets `stop` wait until the loop has closed every socket.
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, ThreadId};
+use std::time::Instant;
+
+use mio::{Registry, Token, Waker};
+
+use super::sink::{Delivery, Sink};
+use super::slab::Key;
+use crate::error::{CheckError, ErrorKind};
+use crate::options::Family;
+use crate::target::Target;
+use std::io;
+use std::net::IpAddr;
+
+/// The poll token of the inbox's waker; slab keys never take it.
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// Whether a check reports on the best of its addresses or on each of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// One report: the first open address, else the first address in resolver order.
+    Best,
+    /// One report per resolved address, in resolver order.
+    Every,
+}
+
+/// A check to make, as submitted.
+pub(crate) struct Request {
+    pub(crate) target: Target,
+    pub(crate) started: Instant,
+    pub(crate) deadline: Instant,
+    pub(crate) family: Family,
+    pub(crate) zero_linger: Option<bool>,
+    pub(crate) scope: Scope,
+    pub(crate) sink: Sink,
+}
+
+pub(crate) enum Command {
+    Check(Request),
+    Resolved {
+        job: Key,
+        addresses: io::Result<Vec<IpAddr>>,
+    },
+    Cancel(Key),
+}
+
+/// What the loop learns when it takes its commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Taken {
+    Running,
+    Stopped,
+}
+
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+    finished: Condvar,
+    waker: Waker,
+}
+
+struct State {
+    commands: Vec<Command>,
+    loop_asleep: bool,
+    stopped: bool,
+    loop_thread: Option<ThreadId>,
+    loop_running: bool,
+}
+
+impl Inbox {
+    pub(crate) fn new(registry: &Registry) -> io::Result<Inbox> {
+        Ok(Inbox {
+            state: Mutex::new(State {
+                commands: Vec::new(),
+                loop_asleep: false,
+                stopped: false,
+                loop_thread: None,
+                loop_running: false,
+            }),
+            finished: Condvar::new(),
+            waker: Waker::new(registry, WAKER_TOKEN)?,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues one command; gives it back if the checker is stopped.
+    pub(crate) fn send(&self, command: Command) -> Result<(), Command> {
+        let mut state = self.lock();
+        if state.stopped {
+            return Err(command);
+        }
+        state.commands.push(command);
+        self.wake_if_asleep(state);
+        Ok(())
+    }
+
+    /// Queues every command of `commands` at once, leaving it empty. If the checker is stopped
+    /// their checks fail with [`ErrorKind::Stopped`] instead.
+    pub(crate) fn send_all(&self, commands: &mut Vec<Command>) {
+        let mut state = self.lock();
+        if state.stopped {
+            drop(state);
+            fail_stopped(commands.drain(..));
+            return;
+        }
+        state.commands.append(commands);
+        self.wake_if_asleep(state);
+    }
+
+    fn wake_if_asleep(&self, mut state: MutexGuard<'_, State>) {
+        let asleep = std::mem::replace(&mut state.loop_asleep, false);
+        drop(state);
+        if asleep {
+            // A failed write leaves the eventfd counter saturated, which still wakes the loop.
+            let _ = self.waker.wake();
+        }
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.lock().stopped
+    }
+
+    /// Refuses further commands, fails the queued checks, and wakes the loop so that it closes
+    /// its sockets and fails its own checks. Unless called on the loop's own thread, waits until
+    /// the loop has done so, which takes one turn of the loop.
+    pub(crate) fn stop(&self) {
+        let mut state = self.lock();
+        let queued = if state.stopped {
+            Vec::new()
+        } else {
+            state.stopped = true;
+            std::mem::take(&mut state.commands)
+        };
+        let on_loop_thread = state.loop_thread == Some(thread::current().id());
+        drop(state);
+        let _ = self.waker.wake();
+        fail_stopped(queued.into_iter());
+        if on_loop_thread {
+            return;
+        }
+        let mut state = self.lock();
+        while state.loop_running {
+            state = self
+                .finished
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Called by the loop when it starts running on the current thread.
+    pub(crate) fn loop_started(&self) {
+        let mut state = self.lock();
+        state.loop_thread = Some(thread::current().id());
+        state.loop_running = !state.stopped;
+    }
+
+    /// Called by the loop once every socket is closed and every check has been answered.
+    pub(crate) fn loop_finished(&self) {
+        let mut state = self.lock();
+        state.loop_running = false;
+        self.finished.notify_all();
+    }
+
+    /// Moves the queued commands into `into` (which must be empty, and whose allocation is
+    /// swapped in for reuse).
+    pub(crate) fn take(&self, into: &mut Vec<Command>) -> Taken {
+        let mut state = self.lock();
+        state.loop_asleep = false;
+        std::mem::swap(&mut state.commands, into);
+        if state.stopped {
+            Taken::Stopped
+        } else {
+            Taken::Running
+        }
+    }
+
+    /// Marks the loop asleep for the poll it is about to make, unless commands are already
+    /// waiting (then it should poll without blocking and come back for them).
+    pub(crate) fn sleep_unless_pending(&self) -> bool {
+        let mut state = self.lock();
+        if !state.commands.is_empty() || state.stopped {
+            return false;
+        }
+        state.loop_asleep = true;
+        true
+    }
+}
+
+/// Answers every check among `commands` with "checker stopped".
+fn fail_stopped(commands: impl Iterator<Item = Command>) {
+    for command in commands {
+        if let Command::Check(request) = command {
+            let error = CheckError::new(ErrorKind::Stopped, request.target.to_string());
+            request.sink.deliver(Delivery::failed(error));
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! How one check is made: its deadline, the address family, and how the socket is closed.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::error::{CheckError, ErrorKind};
+
+/// Which addresses of a host name to check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4 and IPv6, in the order the resolver gives them.
+    #[default]
+    Any,
+    /// IPv4 addresses only.
+    V4,
+    /// IPv6 addresses only.
+    V6,
+}
+
+impl Family {
+    /// Whether `ip` belongs to this family.
+    pub fn admits(self, ip: IpAddr) -> bool {
+        match self {
+            Family::Any => true,
+            Family::V4 => ip.is_ipv4(),
+            Family::V6 => ip.is_ipv6(),
+        }
+    }
+}
+
+/// The settings of one check: a timeout, and optionally an address family and a closing mode.
+///
+/// A [`Duration`] converts into options with only the timeout set, so the checking methods take
+/// either:
+///
+/// ```
+/// use std::net::TcpListener;
+/// use std::time::Duration;
+/// use tcp_shaker::{CheckOptions, Checker, Family};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let target = listener.local_addr()?;
+/// let checker = Checker::new()?;
+/// assert!(checker.check(target, Duration::from_secs(1))?.is_open());
+///
+/// let options = CheckOptions::new(Duration::from_secs(1)).family(Family::V4);
+/// assert!(checker.check(target, options)?.is_open());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CheckOptions {
+    pub(crate) timeout: Duration,
+    pub(crate) family: Family,
+    pub(crate) zero_linger: Option<bool>,
+}
+
+impl CheckOptions {
+    /// Options with this timeout: one deadline for the whole check, name resolution included.
+    ///
+    /// A zero timeout is refused when the check starts. A timeout too long to represent is
+    /// capped at a year; the kernel gives up on an unanswered SYN long before (about two
+    /// minutes with Linux defaults), and that is then reported as [`TimedOut`].
+    ///
+    /// [`TimedOut`]: crate::Outcome::TimedOut
+    pub fn new(timeout: Duration) -> CheckOptions {
+        CheckOptions {
+            timeout,
+            family: Family::Any,
+            zero_linger: None,
+        }
+    }
+
+    /// Check only addresses of this family (default: [`Family::Any`]).
+    pub fn family(mut self, family: Family) -> CheckOptions {
+        self.family = family;
+        self
+    }
+
+    /// Close with RST (`true`, the default of a [`Checker`](crate::Checker)) or with FIN
+    /// (`false`), overriding the checker's setting for this check.
+    ///
+    /// With `false` the final ACK rides on the FIN, so the server's application accepts the
+    /// connection and reads end-of-file: use it only for servers that dislike RST.
+    pub fn zero_linger(mut self, zero_linger: bool) -> CheckOptions {
+        self.zero_linger = Some(zero_linger);
+        self
+    }
+
+    /// The deadline of a check that starts at `now`, or an error if the timeout is zero.
+    pub(crate) fn deadline(
+        &self,
+        now: Instant,
+        target: &dyn ToString,
+    ) -> Result<Instant, CheckError> {
+        if self.timeout.is_zero() {
+            return Err(
+                CheckError::new(ErrorKind::InvalidOptions, target.to_string())
+                    .with_detail("the timeout is zero; give a timeout greater than zero"),
+            );
+        }
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        Ok(now
+            .checked_add(self.timeout.min(YEAR))
+            .unwrap_or(now + Duration::from_secs(3600)))
+    }
+}
+
+impl From<Duration> for CheckOptions {
+    fn from(timeout: Duration) -> CheckOptions {
+        CheckOptions::new(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_timeout_is_refused_and_huge_is_capped() {
+        let now = Instant::now();
+        let error = CheckOptions::new(Duration::ZERO)
+            .deadline(now, &"x:1")
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidOptions);
+        assert!(error.to_string().contains("timeout is zero"));
+        let deadline = CheckOptions::new(Duration::MAX)
+            .deadline(now, &"x:1")
+            .unwrap();
+        assert!(deadline > now + Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn family_filters_addresses() {
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert!(Family::Any.admits(v4) && Family::Any.admits(v6));
+        assert!(Family::V4.admits(v4) && !Family::V4.admits(v6));
+        assert!(Family::V6.admits(v6) && !Family::V6.admits(v4));
+    }
+}

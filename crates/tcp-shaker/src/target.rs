@@ -1,0 +1,340 @@
+//! What to check: a host (IP address or name) and a port.
+//!
+//! This module owns the parsing of `host:port` text, so that every entry point (the library's
+//! methods, the command line, files of targets) rejects the same bad input with the same words.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::str::FromStr;
+
+use crate::error::{CheckError, ErrorKind};
+
+/// The longest host name DNS allows (RFC 1035: 253 characters without the trailing dot).
+const MAX_HOST_NAME_LEN: usize = 253;
+
+/// A host and port to check.
+///
+/// Parse one from text with [`str::parse`] (`"db.internal:5432"`, `"127.0.0.1:80"`,
+/// `"[::1]:6379"`), or build one from a [`SocketAddr`] or a `(host, port)` pair through
+/// [`ToTarget`].
+///
+/// ```
+/// use tcp_shaker::Target;
+///
+/// let target: Target = "[::1]:6379".parse()?;
+/// assert_eq!(target.port(), 6379);
+/// assert_eq!(target.to_string(), "[::1]:6379");
+/// # Ok::<(), tcp_shaker::CheckError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    host: Host,
+    port: u16,
+}
+
+/// The host part of a [`Target`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// An IP address, checked as it is.
+    Ip(IpAddr),
+    /// A host name, resolved within the check's deadline.
+    Name(Box<str>),
+}
+
+impl Target {
+    /// A target for `host` and `port`; fails on port 0 and on a host name that cannot exist.
+    pub fn new(host: &str, port: u16) -> Result<Target, CheckError> {
+        let input = || format_host_port(host, port);
+        let host = parse_host(host).map_err(|reason| invalid(&input(), reason))?;
+        Target::from_parts(host, port).map_err(|reason| invalid(&input(), reason))
+    }
+
+    /// The host to check.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The port to check.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The socket address, when the host is an IP address.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self.host {
+            Host::Ip(ip) => Some(SocketAddr::new(ip, self.port)),
+            Host::Name(_) => None,
+        }
+    }
+
+    fn from_parts(host: Host, port: u16) -> Result<Target, &'static str> {
+        if port == 0 {
+            return Err("port 0 cannot be checked; give a port from 1 to 65535");
+        }
+        Ok(Target { host, port })
+    }
+}
+
+impl From<SocketAddr> for Target {
+    fn from(addr: SocketAddr) -> Target {
+        Target {
+            host: Host::Ip(addr.ip()),
+            port: addr.port(),
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = CheckError;
+
+    fn from_str(text: &str) -> Result<Target, CheckError> {
+        parse_target(text).map_err(|reason| invalid(&text, reason))
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Anything that names a [`Target`]: text such as `"db:5432"`, a [`SocketAddr`], an
+/// `(IpAddr, u16)` or `(&str, u16)` pair, or a `Target` itself.
+///
+/// Like [`std::net::ToSocketAddrs`], it lets the checking methods take whatever the caller has;
+/// unlike it, turning text into a target never resolves anything: names are resolved inside the
+/// check, within its deadline.
+pub trait ToTarget {
+    /// The target, or an error of kind [`ErrorKind::InvalidTarget`] that quotes the input.
+    fn to_target(self) -> Result<Target, CheckError>;
+}
+
+impl ToTarget for Target {
+    fn to_target(self) -> Result<Target, CheckError> {
+        Ok(self)
+    }
+}
+
+impl ToTarget for &Target {
+    fn to_target(self) -> Result<Target, CheckError> {
+        Ok(self.clone())
+    }
+}
+
+impl ToTarget for &str {
+    fn to_target(self) -> Result<Target, CheckError> {
+        self.parse()
+    }
+}
+
+impl ToTarget for String {
+    fn to_target(self) -> Result<Target, CheckError> {
+        self.parse()
+    }
+}
+
+impl ToTarget for &String {
+    fn to_target(self) -> Result<Target, CheckError> {
+        self.parse()
+    }
+}
+
+impl ToTarget for SocketAddr {
+    fn to_target(self) -> Result<Target, CheckError> {
+        Target::from_parts(Host::Ip(self.ip()), self.port())
+            .map_err(|reason| invalid(&self, reason))
+    }
+}
+
+impl ToTarget for SocketAddrV4 {
+    fn to_target(self) -> Result<Target, CheckError> {
+        SocketAddr::V4(self).to_target()
+    }
+}
+
+impl ToTarget for SocketAddrV6 {
+    fn to_target(self) -> Result<Target, CheckError> {
+        SocketAddr::V6(self).to_target()
+    }
+}
+
+impl ToTarget for (IpAddr, u16) {
+    fn to_target(self) -> Result<Target, CheckError> {
+        SocketAddr::from(self).to_target()
+    }
+}
+
+impl ToTarget for (&str, u16) {
+    fn to_target(self) -> Result<Target, CheckError> {
+        Target::new(self.0, self.1)
+    }
+}
+
+fn invalid(input: &impl fmt::Display, reason: &'static str) -> CheckError {
+    CheckError::new(ErrorKind::InvalidTarget, format!("{:?}", input.to_string()))
+        .with_detail(reason)
+}
+
+fn format_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn parse_target(text: &str) -> Result<Target, &'static str> {
+    if text.trim().is_empty() {
+        return Err("the target is empty; give host:port");
+    }
+    if text.trim() != text {
+        return Err("the target has leading or trailing spaces");
+    }
+    let (host, port) = split_host_port(text)?;
+    Target::from_parts(host, parse_port(port)?)
+}
+
+/// Splits `host:port`, `[v6]:port` and `v4:port`; a bare IPv6 address is refused because its
+/// last group cannot be told from a port.
+fn split_host_port(text: &str) -> Result<(Host, &str), &'static str> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return Err("the '[' of an IPv6 address is not closed; write [address]:port");
+        };
+        let Some(port) = after.strip_prefix(':') else {
+            return Err("a port must follow the bracketed IPv6 address, as in [::1]:80");
+        };
+        let ip = inside
+            .parse()
+            .map_err(|_| "the text inside [ ] is not an IPv6 address")?;
+        return Ok((Host::Ip(IpAddr::V6(ip)), port));
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err("the port is missing; write host:port");
+    };
+    if host.contains(':') {
+        return Err("an IPv6 address needs brackets around it, as in [::1]:80");
+    }
+    Ok((parse_host(host)?, port))
+}
+
+fn parse_port(text: &str) -> Result<u16, &'static str> {
+    if text.is_empty() {
+        return Err("the port is missing; write host:port");
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the port is not a number from 1 to 65535");
+    }
+    text.parse()
+        .map_err(|_| "the port is out of range; ports go from 1 to 65535")
+}
+
+/// An IP address, or a name made of the characters DNS and `/etc/hosts` names use.
+fn parse_host(text: &str) -> Result<Host, &'static str> {
+    if text.is_empty() {
+        return Err("the host is missing; write host:port");
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(Host::Ip(ip));
+    }
+    if text.contains(':') {
+        return Err("the host is not a valid IPv6 address");
+    }
+    if text.len() > MAX_HOST_NAME_LEN {
+        return Err("the host name is longer than 253 characters");
+    }
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let name = text.strip_suffix('.').unwrap_or(text);
+    if !name.split('.').all(valid_label) {
+        return Err(
+            "the host is neither an IP address nor a host name (letters, digits, '-', '_' and dots)",
+        );
+    }
+    Ok(Host::Name(text.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(text: &str) -> String {
+        match text.parse::<Target>() {
+            Ok(target) => panic!("{text:?} parsed as {target}"),
+            Err(error) => {
+                assert_eq!(error.kind(), ErrorKind::InvalidTarget);
+                error.to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn parses_the_three_forms() {
+        let v4: Target = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(v4.socket_addr(), Some("127.0.0.1:80".parse().unwrap()));
+        let v6: Target = "[::1]:6379".parse().unwrap();
+        assert_eq!(v6.socket_addr(), Some("[::1]:6379".parse().unwrap()));
+        let name: Target = "db.internal:5432".parse().unwrap();
+        assert_eq!(name.host(), &Host::Name("db.internal".into()));
+        assert_eq!(name.port(), 5432);
+        assert_eq!(name.socket_addr(), None);
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in [
+            "127.0.0.1:1",
+            "[::1]:65535",
+            "localhost:22",
+            "a-b_c.example.:443",
+        ] {
+            let target: Target = text.parse().unwrap();
+            assert_eq!(target.to_string(), text);
+            assert_eq!(target.to_string().parse::<Target>().unwrap(), target);
+        }
+    }
+
+    #[test]
+    fn bad_input_says_what_is_wrong_and_quotes_it() {
+        assert!(reason("").contains("empty"));
+        assert!(reason("localhost").contains("port is missing"));
+        assert!(reason("localhost:").contains("port is missing"));
+        assert!(reason("localhost:0").contains("port 0"));
+        assert!(reason("localhost:65536").contains("out of range"));
+        assert!(reason("localhost:http").contains("not a number"));
+        assert!(reason("[::1").contains("not closed"));
+        assert!(reason("[::1]").contains("port must follow"));
+        assert!(reason("[nonsense]:80").contains("not an IPv6"));
+        assert!(reason("::1:80").contains("brackets"));
+        assert!(reason(":80").contains("host is missing"));
+        assert!(reason("exa mple:80").contains("neither an IP"));
+        assert!(reason(" localhost:80").contains("spaces"));
+        assert!(reason("%%%:80").contains("\"%%%:80\""));
+    }
+
+    #[test]
+    fn pairs_and_addresses_convert() {
+        let target = ("localhost", 22).to_target().unwrap();
+        assert_eq!(target.to_string(), "localhost:22");
+        let target = ("::1", 22).to_target().unwrap();
+        assert_eq!(target.to_string(), "[::1]:22");
+        assert!(("localhost", 0).to_target().is_err());
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert!(addr.to_target().is_err());
+    }
+}
