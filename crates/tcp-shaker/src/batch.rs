@@ -50,8 +50,7 @@ pub struct Completion {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// Dropping a batch abandons its checks: those not yet started are dropped, those in flight end
-/// at their deadline at the latest, and their results are discarded.
+/// Dropping a batch cancels its checks and closes their sockets.
 pub struct Batch {
     checker: Checker,
     queue: Arc<Queue>,
@@ -147,5 +146,12 @@ impl Iterator for Batch {
 impl Drop for Batch {
     fn drop(&mut self) {
         self.queue.close();
+        if self.outstanding > self.unsent.len() {
+            // A stopped checker has already closed everything: nothing left to cancel.
+            let _ = self
+                .checker
+                .inbox()
+                .send(Command::Abandon(Arc::clone(&self.queue)));
+        }
     }
 }

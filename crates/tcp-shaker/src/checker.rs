@@ -7,11 +7,11 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use crate::batch::Batch;
-use crate::engine::{Binding, Command, Config, Engine, Inbox, Request, Scope, Sink};
+use crate::engine::{Binding, Command, Config, Engine, Inbox, LoopFinished, Request, Scope, Sink};
 use crate::error::{CheckError, ErrorKind};
 use crate::future::{Check, CheckEveryAddress, block_on};
 use crate::options::CheckOptions;
@@ -56,11 +56,20 @@ pub struct Checker {
 /// Stops the loop when the last clone of a checker goes.
 struct Handle {
     inbox: Arc<Inbox>,
+    /// The loop's thread, when the checker spawned it: joined on drop, so that the loop's own
+    /// descriptors are closed when the last handle is gone.
+    loop_thread: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
         self.inbox.stop();
+        if let Some(loop_thread) = self.loop_thread.take() {
+            // The last handle can be dropped on the loop's own thread (by a waker it runs).
+            if loop_thread.thread().id() != thread::current().id() {
+                let _ = loop_thread.join();
+            }
+        }
     }
 }
 
@@ -145,7 +154,8 @@ impl Checker {
     /// Stops the event loop: every check in flight or queued fails at once with
     /// [`ErrorKind::Stopped`], every socket is closed, and later checks fail the same way.
     ///
-    /// Returns once the loop has closed its sockets (at once if the loop never ran).
+    /// Returns once the loop has closed its sockets and its poller (at once if the loop never
+    /// ran). When the last handle is dropped, the loop's thread has ended too.
     pub fn stop(&self) {
         self.handle.inbox.stop();
     }
@@ -153,6 +163,12 @@ impl Checker {
     /// Whether the checker has been stopped.
     pub fn is_stopped(&self) -> bool {
         self.handle.inbox.is_stopped()
+    }
+
+    fn with_handle(inbox: Arc<Inbox>, loop_thread: Option<JoinHandle<io::Result<()>>>) -> Checker {
+        Checker {
+            handle: Arc::new(Handle { inbox, loop_thread }),
+        }
     }
 
     /// Hands a check to the loop.
@@ -289,16 +305,21 @@ impl CheckerBuilder {
 
     /// Builds the checker and starts its loop on a new thread named `tcp-shaker`.
     pub fn spawn(self) -> io::Result<Checker> {
-        let (checker, event_loop) = self.build()?;
-        thread::Builder::new()
+        let (inbox, event_loop) = self.build_loop()?;
+        let loop_thread = thread::Builder::new()
             .name("tcp-shaker".into())
             .spawn(move || event_loop.run())?;
-        Ok(checker)
+        Ok(Checker::with_handle(inbox, Some(loop_thread)))
     }
 
     /// Builds the checker and its loop without starting it: run the loop with
     /// [`EventLoop::run`] on a thread of your choosing. Checks submitted before then wait.
     pub fn build(self) -> io::Result<(Checker, EventLoop)> {
+        let (inbox, event_loop) = self.build_loop()?;
+        Ok((Checker::with_handle(inbox, None), event_loop))
+    }
+
+    fn build_loop(self) -> io::Result<(Arc<Inbox>, EventLoop)> {
         let engine = Engine::new(Config {
             zero_linger: self.zero_linger,
             binding: self.binding,
@@ -306,12 +327,7 @@ impl CheckerBuilder {
             resolver: self.resolver,
             resolver_threads: self.resolver_threads,
         })?;
-        let checker = Checker {
-            handle: Arc::new(Handle {
-                inbox: Arc::clone(engine.inbox()),
-            }),
-        };
-        Ok((checker, EventLoop { engine }))
+        Ok((Arc::clone(engine.inbox()), EventLoop { engine }))
     }
 }
 
@@ -328,6 +344,8 @@ impl EventLoop {
     ///
     /// Dropping an `EventLoop` without running it stops its checker.
     pub fn run(self) -> io::Result<()> {
+        // Dropped last, after the engine (consumed by `run`) has closed everything.
+        let _finished = LoopFinished(Arc::clone(self.engine.inbox()));
         self.engine.run()
     }
 }

@@ -90,7 +90,8 @@ pub use crate::target::{Host, Target, ToTarget};
 ///
 /// Use it instead of creating a checker per check (which costs a thread and a poller each).
 /// Stopping it is permanent for the process; checks on it then fail with
-/// [`ErrorKind::Stopped`].
+/// [`ErrorKind::Stopped`]. Its sockets live in the network namespace of the thread that first
+/// called this function (which matters only to programs that switch namespaces per thread).
 ///
 /// ```
 /// # use std::net::TcpListener;

@@ -261,6 +261,14 @@ fn parse_host(text: &str) -> Result<Host, &'static str> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     let name = text.strip_suffix('.').unwrap_or(text);
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+    {
+        // RFC 1123: a top-level label is never all digits, so this is a mistyped IPv4 address.
+        return Err("the host is not a valid IPv4 address");
+    }
     if !name.split('.').all(valid_label) {
         return Err(
             "the host is neither an IP address nor a host name (letters, digits, '-', '_' and dots)",
@@ -323,6 +331,8 @@ mod tests {
         assert!(reason("::1:80").contains("brackets"));
         assert!(reason(":80").contains("host is missing"));
         assert!(reason("exa mple:80").contains("neither an IP"));
+        assert!(reason("999.1.1.1:80").contains("not a valid IPv4"));
+        assert!(reason("127.1:80").contains("not a valid IPv4"));
         assert!(reason(" localhost:80").contains("spaces"));
         assert!(reason("%%%:80").contains("\"%%%:80\""));
     }

@@ -5,13 +5,13 @@
 //! also owns the checker's life: once stopped, it refuses commands and fails the ones still
 //! queued, and it lets `stop` wait until the loop has closed every socket.
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
 use std::time::Instant;
 
 use mio::{Registry, Token, Waker};
 
-use super::sink::{Delivery, Sink};
+use super::sink::{Delivery, Queue, Sink};
 use super::slab::Key;
 use crate::error::{CheckError, ErrorKind};
 use crate::options::Family;
@@ -49,6 +49,8 @@ pub(crate) enum Command {
         addresses: io::Result<Vec<IpAddr>>,
     },
     Cancel(Key),
+    /// The batch reading this queue is gone: cancel its checks.
+    Abandon(Arc<Queue>),
 }
 
 /// What the loop learns when it takes its commands.
@@ -162,8 +164,7 @@ impl Inbox {
         state.loop_running = !state.stopped;
     }
 
-    /// Called by the loop once every socket is closed and every check has been answered.
-    pub(crate) fn loop_finished(&self) {
+    fn loop_finished(&self) {
         let mut state = self.lock();
         state.loop_running = false;
         self.finished.notify_all();
@@ -191,6 +192,16 @@ impl Inbox {
         }
         state.loop_asleep = true;
         true
+    }
+}
+
+/// Tells [`Inbox::stop`] that the loop is over, when dropped after the engine: by then every
+/// check has been answered and every socket, the poller included, is closed.
+pub(crate) struct LoopFinished(pub(crate) Arc<Inbox>);
+
+impl Drop for LoopFinished {
+    fn drop(&mut self) {
+        self.0.loop_finished();
     }
 }
 

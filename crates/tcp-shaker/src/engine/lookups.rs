@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::Instant;
 
@@ -30,7 +30,9 @@ struct Shared {
     state: Mutex<State>,
     work: Condvar,
     resolver: Arc<dyn Resolve>,
-    inbox: Arc<Inbox>,
+    /// Weak, so that a thread stuck in a slow lookup does not keep a stopped checker's waker
+    /// (a file descriptor) open.
+    inbox: Weak<Inbox>,
     max_threads: usize,
 }
 
@@ -45,7 +47,7 @@ struct State {
 impl Lookups {
     pub(crate) fn new(
         resolver: Arc<dyn Resolve>,
-        inbox: Arc<Inbox>,
+        inbox: Weak<Inbox>,
         max_threads: usize,
     ) -> Lookups {
         Lookups {
@@ -113,7 +115,8 @@ impl Shared {
                 job: lookup.job,
                 addresses,
             };
-            if self.inbox.send(answer).is_err() {
+            let sent = self.inbox.upgrade().map(|inbox| inbox.send(answer).is_ok());
+            if sent != Some(true) {
                 break;
             }
         }

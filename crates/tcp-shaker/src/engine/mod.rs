@@ -31,7 +31,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use self::connect::Attempt;
 pub(crate) use self::connect::Binding;
-pub(crate) use self::inbox::{Command, Inbox, Request, Scope};
+pub(crate) use self::inbox::{Command, Inbox, LoopFinished, Request, Scope};
 use self::inbox::{Taken, WAKER_TOKEN};
 use self::lookups::{Lookup, Lookups};
 pub(crate) use self::sink::{Delivery, EveryAddress, Queue, Sink, Slot};
@@ -116,7 +116,7 @@ impl Engine {
         let inbox = Arc::new(Inbox::new(poll.registry())?);
         let lookups = Lookups::new(
             Arc::clone(&config.resolver),
-            Arc::clone(&inbox),
+            Arc::downgrade(&inbox),
             config.resolver_threads,
         );
         Ok(Engine {
@@ -138,8 +138,8 @@ impl Engine {
         &self.inbox
     }
 
-    /// Runs until the checker is stopped; then every check still in flight has failed with
-    /// "checker stopped" and every socket is closed.
+    /// Runs until the checker is stopped; when the engine is dropped after that, every check
+    /// still in flight has failed with "checker stopped" and every socket is closed.
     pub(crate) fn run(mut self) -> io::Result<()> {
         self.inbox.loop_started();
         loop {
@@ -177,6 +177,7 @@ impl Engine {
                 Command::Check(request) => self.admit(request),
                 Command::Resolved { job, addresses } => self.resolved(job, addresses),
                 Command::Cancel(job) => self.cancel(job),
+                Command::Abandon(queue) => self.abandon(&queue),
             }
         }
         self.commands = commands;
@@ -308,6 +309,15 @@ impl Engine {
         }
     }
 
+    /// Cancels every job whose results would go to `queue`, whose batch is gone.
+    fn abandon(&mut self, queue: &Arc<Queue>) {
+        for key in self.jobs.keys() {
+            if self.jobs.get(key).is_some_and(|job| job.sink.is_for(queue)) {
+                self.cancel(key);
+            }
+        }
+    }
+
     /// Starts up to `connects_per_turn` queued probes.
     fn start_queued(&mut self) {
         let mut started = 0;
@@ -321,6 +331,10 @@ impl Engine {
             let Some(job) = self.jobs.get(probe.job) else {
                 continue;
             };
+            if job.sink.is_abandoned() {
+                self.cancel(probe.job);
+                continue;
+            }
             started += 1;
             let connect_started = Instant::now();
             match connect::start(probe.address, job.zero_linger, &self.config.binding) {
@@ -467,7 +481,6 @@ impl Drop for Engine {
             }
         }
         self.deliver();
-        self.inbox.loop_finished();
     }
 }
 

@@ -65,6 +65,11 @@ impl Sink {
         }
     }
 
+    /// Whether results go to `queue`.
+    pub(crate) fn is_for(&self, queue: &Arc<Queue>) -> bool {
+        matches!(self, Sink::Queue { queue: ours, .. } if Arc::ptr_eq(ours, queue))
+    }
+
     /// Tells the waiter which job carries its check, so that it can cancel it. Returns false
     /// if the waiter has already gone.
     pub(crate) fn bind(&self, job: Key) -> bool {
@@ -239,7 +244,8 @@ impl Queue {
         self.lock().completions.pop_front()
     }
 
-    /// Tells the loop that nobody will read further results: checks not yet started are dropped.
+    /// Tells the loop that nobody will read further results: checks not yet started are dropped
+    /// when their turn comes.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
     }
