@@ -1,0 +1,543 @@
+//! A small loopback packet capture for the wire tests: an `AF_PACKET` socket bound to `lo` that
+//! keeps the TCP segments to or from one port, read on a thread of its own. Needs `CAP_NET_RAW`.
+//!
+//! Loopback shows every packet twice, once leaving (`PACKET_OUTGOING`) and once arriving
+//! (`PACKET_HOST`); only the arriving copy is kept. A classic BPF filter, attached before the
+//! socket is bound, drops everything but TCP to or from the port inside the kernel, so that the
+//! rest of the loopback traffic (other tests, other processes on the machine) can neither crowd
+//! the receive buffer nor reach the results. Should the kernel still drop a packet for want of
+//! buffer space, [`Capture::stop`] says so instead of returning an incomplete list.
+//!
+//! Declared by the test binaries that use it with `#[path = "common/capture.rs"] mod capture;`.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::fmt::Write as _;
+use std::io;
+use std::mem;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// TCP header flags, as in the header's flags byte.
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+pub const URG: u8 = 0x20;
+pub const ECE: u8 = 0x40;
+pub const CWR: u8 = 0x80;
+
+/// The ECN bits: a SYN asking for ECN carries both, a SYN-ACK granting it carries ECE. Whether
+/// they appear depends on `net.ipv4.tcp_ecn`, not on the checker, so sequences leave them out.
+pub const ECN: u8 = ECE | CWR;
+
+/// Flag letters in the order they are written: `SA` is SYN-ACK, `RA` is RST with the ACK bit
+/// (tcpdump's `R.`), `FA` is FIN with the ACK bit, `A` a bare ACK.
+const FLAG_LETTERS: [(u8, char); 6] = [
+    (SYN, 'S'),
+    (FIN, 'F'),
+    (RST, 'R'),
+    (PSH, 'P'),
+    (ACK, 'A'),
+    (URG, 'U'),
+];
+
+/// How long the reader waits in one `recvfrom` before looking at the stop flag.
+const READ_TIMEOUT: Duration = Duration::from_millis(50);
+/// The receive buffer asked for; the filter keeps the traffic small, this is only headroom.
+const RECEIVE_BUFFER: libc::c_int = 8 << 20;
+/// Bytes of each packet the kernel hands over: enough for Ethernet, IPv6 and a full TCP header.
+const SNAP_LENGTH: u32 = 256;
+const ETHERNET_HEADER: usize = 14;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86DD;
+const IPPROTO_TCP: u8 = 6;
+
+/// One TCP segment seen arriving on `lo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// The TCP flags byte: a combination of [`SYN`], [`ACK`], [`RST`], [`FIN`], ...
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    /// Bytes of TCP payload, from the IP length fields (not from what was captured).
+    pub payload_len: usize,
+}
+
+impl Packet {
+    /// Whether every flag in `flags` is set.
+    pub fn has(&self, flags: u8) -> bool {
+        self.flags & flags == flags
+    }
+
+    /// Whether the flags are exactly `flags`, leaving out the [`ECN`] bits.
+    pub fn is(&self, flags: u8) -> bool {
+        self.flags & !ECN == flags
+    }
+
+    /// The flags as letters, leaving out the [`ECN`] bits: `S`, `SA`, `RA`, `FA`, `A`, ...
+    pub fn flag_letters(&self) -> String {
+        FLAG_LETTERS
+            .iter()
+            .filter(|&&(flag, _)| self.has(flag))
+            .map(|&(_, letter)| letter)
+            .collect()
+    }
+}
+
+/// Parses an Ethernet frame (as `lo` presents them) carrying TCP over IPv4 or IPv6 (without
+/// extension headers). `None` for anything else or anything too short.
+pub fn parse_frame(frame: &[u8]) -> Option<Packet> {
+    let ethertype = u16::from_be_bytes(field(frame, 12)?);
+    let ip = frame.get(ETHERNET_HEADER..)?;
+    let (src, dst, ip_header, ip_payload) = match ethertype {
+        ETHERTYPE_IPV4 => {
+            let version_ihl = *ip.first()?;
+            let header = usize::from(version_ihl & 0x0f) * 4;
+            if version_ihl >> 4 != 4 || header < 20 || *ip.get(9)? != IPPROTO_TCP {
+                return None;
+            }
+            let fragment_offset = u16::from_be_bytes(field(ip, 6)?) & 0x1fff;
+            if fragment_offset != 0 {
+                return None;
+            }
+            let total = usize::from(u16::from_be_bytes(field(ip, 2)?));
+            let src = IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(ip.get(12..16)?).ok()?));
+            let dst = IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(ip.get(16..20)?).ok()?));
+            (src, dst, header, total.checked_sub(header)?)
+        }
+        ETHERTYPE_IPV6 => {
+            if *ip.first()? >> 4 != 6 || *ip.get(6)? != IPPROTO_TCP {
+                return None;
+            }
+            let payload = usize::from(u16::from_be_bytes(field(ip, 4)?));
+            let src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?));
+            let dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(ip.get(24..40)?).ok()?));
+            (src, dst, 40, payload)
+        }
+        _ => return None,
+    };
+    let tcp = ip.get(ip_header..)?;
+    let data_offset = usize::from(*tcp.get(12)? >> 4) * 4;
+    if data_offset < 20 {
+        return None;
+    }
+    Some(Packet {
+        src: SocketAddr::new(src, u16::from_be_bytes(field(tcp, 0)?)),
+        dst: SocketAddr::new(dst, u16::from_be_bytes(field(tcp, 2)?)),
+        flags: *tcp.get(13)?,
+        seq: u32::from_be_bytes(field(tcp, 4)?),
+        ack: u32::from_be_bytes(field(tcp, 8)?),
+        payload_len: ip_payload.saturating_sub(data_offset),
+    })
+}
+
+/// `N` bytes of `bytes` from `at`, if there are that many.
+fn field<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+/// A running capture of the TCP traffic to and from one port on `lo`.
+pub struct Capture {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<io::Result<Vec<Packet>>>>,
+}
+
+impl Capture {
+    /// Starts capturing TCP segments to or from `port` (any address, either family) on `lo`.
+    ///
+    /// Returns once the socket is bound: every packet sent after this is seen.
+    pub fn start(port: u16) -> io::Result<Capture> {
+        let socket = open_socket(port)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = thread::Builder::new()
+            .name(format!("capture-{port}"))
+            .spawn({
+                let stop = Arc::clone(&stop);
+                move || read_until_stopped(&socket, port, &stop)
+            })?;
+        Ok(Capture {
+            port,
+            stop,
+            reader: Some(reader),
+        })
+    }
+
+    /// The port being captured.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the capture, after taking every packet already queued, and returns the packets in
+    /// the order they arrived. Fails if the kernel dropped any (the list would be incomplete).
+    pub fn stop(mut self) -> io::Result<Vec<Packet>> {
+        self.stop.store(true, Ordering::Release);
+        let reader = self
+            .reader
+            .take()
+            .ok_or_else(|| io::Error::other("the capture was already stopped"))?;
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the capture thread panicked")))
+    }
+}
+
+impl Drop for Capture {
+    /// Ends the reader thread of a capture that was never stopped (a test that panicked).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// An `AF_PACKET` socket on `lo` that receives only TCP to or from `port`.
+fn open_socket(port: u16) -> io::Result<OwnedFd> {
+    // Protocol 0: the socket receives nothing until it is bound, so no packet slips in before
+    // the filter is attached. The bind below then asks for every protocol (ETH_P_ALL).
+    // SAFETY: socket() takes no pointers; its result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a descriptor just returned by socket(), owned by nothing else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    attach_port_filter(&socket, port)?;
+    // SO_RCVBUFFORCE passes net.core.rmem_max (root only); fall back to what SO_RCVBUF allows.
+    set_option(
+        &socket,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        &RECEIVE_BUFFER,
+    )
+    .or_else(|_| set_option(&socket, libc::SOL_SOCKET, libc::SO_RCVBUF, &RECEIVE_BUFFER))?;
+    let timeout = libc::timeval {
+        tv_sec: 0,
+        tv_usec: READ_TIMEOUT.as_micros() as libc::suseconds_t,
+    };
+    set_option(&socket, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
+    bind_to_loopback(&socket)?;
+    Ok(socket)
+}
+
+/// Binds the socket to `lo`, for every protocol.
+fn bind_to_loopback(socket: &OwnedFd) -> io::Result<()> {
+    // SAFETY: the argument is a NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: sockaddr_ll is a plain C struct of integers and byte arrays; all zeroes is a valid
+    // value of it.
+    let mut address: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    address.sll_family = libc::AF_PACKET as libc::c_ushort;
+    address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    address.sll_ifindex = libc::c_int::try_from(index).map_err(io::Error::other)?;
+    // SAFETY: the pointer and length describe `address`, a sockaddr_ll that outlives the call.
+    let result = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&address as *const libc::sockaddr_ll).cast(),
+            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Attaches the classic BPF program of `tcpdump -dd "tcp port PORT"` (Ethernet framing): TCP
+/// over IPv6 without extension headers, or over IPv4 (first fragments only), with `port` as
+/// source or destination port; at most [`SNAP_LENGTH`] bytes of each packet are kept.
+fn attach_port_filter(socket: &OwnedFd, port: u16) -> io::Result<()> {
+    const LDH_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
+    const LDB_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+    const LDH_IND: u16 = 0x48; // BPF_LD | BPF_H | BPF_IND
+    const LDX_MSH: u16 = 0xb1; // BPF_LDX | BPF_B | BPF_MSH: X = 4 * (P[k] & 0xf)
+    const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JSET: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
+    const RET: u16 = 0x06; // BPF_RET | BPF_K
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let port = u32::from(port);
+    // Jumps count instructions from the next one (`jt`: if true, `jf`): 18 accepts, 19 drops.
+    let mut program = [
+        op(LDH_ABS, 0, 0, 12),                         // 0: ethertype
+        op(JEQ, 0, 6, u32::from(ETHERTYPE_IPV6)),      // 1: IPv6? else 8
+        op(LDB_ABS, 0, 0, 20),                         // 2: IPv6 next header
+        op(JEQ, 0, 15, u32::from(IPPROTO_TCP)),        // 3: TCP? else drop
+        op(LDH_ABS, 0, 0, 54),                         // 4: source port
+        op(JEQ, 12, 0, port),                          // 5: ours? accept
+        op(LDH_ABS, 0, 0, 56),                         // 6: destination port
+        op(JEQ, 10, 11, port),                         // 7: ours? accept : drop
+        op(JEQ, 0, 10, u32::from(ETHERTYPE_IPV4)),     // 8: IPv4? else drop
+        op(LDB_ABS, 0, 0, 23),                         // 9: IPv4 protocol
+        op(JEQ, 0, 8, u32::from(IPPROTO_TCP)),         // 10: TCP? else drop
+        op(LDH_ABS, 0, 0, 20),                         // 11: flags and fragment offset
+        op(JSET, 6, 0, 0x1fff),                        // 12: a later fragment? drop
+        op(LDX_MSH, 0, 0, ETHERNET_HEADER as u32),     // 13: X = IPv4 header length
+        op(LDH_IND, 0, 0, ETHERNET_HEADER as u32),     // 14: source port
+        op(JEQ, 2, 0, port),                           // 15: ours? accept
+        op(LDH_IND, 0, 0, ETHERNET_HEADER as u32 + 2), // 16: destination port
+        op(JEQ, 0, 1, port),                           // 17: ours? accept : drop
+        op(RET, 0, 0, SNAP_LENGTH),                    // 18: accept
+        op(RET, 0, 0, 0),                              // 19: drop
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_mut_ptr(),
+    };
+    // The kernel copies the program during the call; `program` outlives it.
+    set_option(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// `setsockopt(level, name)` with `value` as the option's bytes.
+fn set_option<T>(
+    socket: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `value`, borrowed for the whole call; every option
+    // passed here is a plain C type whose layout the kernel expects for that option.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Receives packets until `stop` is set and the socket's queue is empty, then checks that the
+/// kernel dropped none.
+fn read_until_stopped(socket: &OwnedFd, port: u16, stop: &AtomicBool) -> io::Result<Vec<Packet>> {
+    let mut packets = Vec::new();
+    let mut buffer = [0u8; 2 * SNAP_LENGTH as usize];
+    loop {
+        // SAFETY: sockaddr_ll is a plain C struct of integers and byte arrays; all zeroes is a
+        // valid value of it.
+        let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        let mut from_len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: the buffer pointer and length describe `buffer`; `from` and `from_len` describe
+        // a sockaddr_ll the kernel fills at most `from_len` bytes of. All outlive the call.
+        let received = unsafe {
+            libc::recvfrom(
+                socket.as_raw_fd(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                0,
+                (&mut from as *mut libc::sockaddr_ll).cast(),
+                &mut from_len,
+            )
+        };
+        let Ok(length) = usize::try_from(received) else {
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                // The queue is empty: done if asked to stop (everything sent before the stop
+                // request has been read by now), else wait again.
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    continue;
+                }
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(error),
+            }
+        };
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
+            continue; // the departing copy of a loopback packet; its arriving copy follows
+        }
+        let frame = buffer.get(..length).unwrap_or(&buffer);
+        if let Some(packet) = parse_frame(frame) {
+            if packet.src.port() == port || packet.dst.port() == port {
+                packets.push(packet);
+            }
+        }
+    }
+    let drops = dropped_packets(socket)?;
+    if drops > 0 {
+        return Err(io::Error::other(format!(
+            "the capture of port {port} dropped {drops} packets: its {} packets are not all \
+             there were",
+            packets.len()
+        )));
+    }
+    Ok(packets)
+}
+
+/// How many packets the kernel dropped for this socket (`PACKET_STATISTICS`).
+fn dropped_packets(socket: &OwnedFd) -> io::Result<u32> {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut length = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: the pointer and length describe `stats`, which outlives the call; the kernel
+    // writes at most `length` bytes.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut stats as *mut libc::tpacket_stats).cast(),
+            &mut length,
+        )
+    };
+    if result == 0 {
+        Ok(stats.tp_drops)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Which end of a connection sent a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// The packets of one connection to the server, in the order they arrived.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub client: SocketAddr,
+    pub packets: Vec<(Side, Packet)>,
+}
+
+impl Connection {
+    /// The flags of each packet, prefixed by who sent it: `["c:S", "s:SA", "c:RA"]`.
+    pub fn sequence(&self) -> Vec<String> {
+        self.packets
+            .iter()
+            .map(|(side, packet)| {
+                let who = match side {
+                    Side::Client => 'c',
+                    Side::Server => 's',
+                };
+                format!("{who}:{}", packet.flag_letters())
+            })
+            .collect()
+    }
+
+    /// The packets the client sent.
+    pub fn client_packets(&self) -> impl Iterator<Item = &Packet> {
+        self.sent_by(Side::Client)
+    }
+
+    /// The packets the server sent.
+    pub fn server_packets(&self) -> impl Iterator<Item = &Packet> {
+        self.sent_by(Side::Server)
+    }
+
+    fn sent_by(&self, side: Side) -> impl Iterator<Item = &Packet> {
+        self.packets
+            .iter()
+            .filter(move |(sender, _)| *sender == side)
+            .map(|(_, packet)| packet)
+    }
+
+    /// Whether every packet so far is a SYN from the client (the first one and retransmits).
+    fn only_client_syns(&self) -> bool {
+        self.packets
+            .iter()
+            .all(|(side, packet)| *side == Side::Client && packet.is(SYN))
+    }
+}
+
+/// The traffic of one server address, split into connections.
+#[derive(Clone, Debug, Default)]
+pub struct Conversations {
+    /// Connections in the order their first SYN arrived.
+    pub connections: Vec<Connection>,
+    /// Packets of the server's address that belong to no connection opened by a client SYN.
+    pub strays: Vec<Packet>,
+}
+
+impl Conversations {
+    /// One line per connection (`client: c:S s:SA c:RA`) and one per stray packet, for
+    /// assertion messages.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        for connection in &self.connections {
+            let _ = writeln!(
+                text,
+                "  {}: {}",
+                connection.client,
+                connection.sequence().join(" ")
+            );
+        }
+        for stray in &self.strays {
+            let _ = writeln!(
+                text,
+                "  stray {} -> {}: {}",
+                stray.src,
+                stray.dst,
+                stray.flag_letters()
+            );
+        }
+        text
+    }
+}
+
+/// Groups the packets to and from `server` (address and port) by client address and port.
+///
+/// A connection starts with a client SYN (without ACK; ECN bits aside); a later SYN from the same client address
+/// and port starts a new connection unless the current one holds only client SYNs (a SYN
+/// retransmit). Packets between the two addresses before any client SYN are strays, as is
+/// everything of other addresses.
+pub fn connections(packets: &[Packet], server: SocketAddr) -> Conversations {
+    let is_server = |address: SocketAddr| same_address(address, server);
+    let mut conversations = Conversations::default();
+    for packet in packets {
+        let (side, client) = if is_server(packet.dst) {
+            (Side::Client, packet.src)
+        } else if is_server(packet.src) {
+            (Side::Server, packet.dst)
+        } else {
+            conversations.strays.push(*packet);
+            continue;
+        };
+        let current = conversations
+            .connections
+            .iter()
+            .rposition(|connection| same_address(connection.client, client));
+        let opens = side == Side::Client && packet.is(SYN);
+        match current {
+            Some(index) if !opens || conversations.connections[index].only_client_syns() => {
+                conversations.connections[index]
+                    .packets
+                    .push((side, *packet));
+            }
+            _ if opens => conversations.connections.push(Connection {
+                client,
+                packets: vec![(side, *packet)],
+            }),
+            _ => conversations.strays.push(*packet),
+        }
+    }
+    conversations
+}
+
+/// Address and port equality, ignoring IPv6 flow information and scope.
+fn same_address(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip() == b.ip() && a.port() == b.port()
+}

@@ -1,0 +1,106 @@
+//! Local servers and process probes shared by the integration tests.
+//!
+//! Every server here listens on loopback; nothing a test does reaches beyond 127.0.0.0/8, ::1,
+//! or a network namespace the test creates itself.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+/// A generous margin for "within the deadline": CI machines stall, and a test must not flake.
+pub const SCHEDULING_MARGIN: Duration = Duration::from_millis(750);
+
+/// A listener on 127.0.0.1 with a free port and a deep accept queue.
+pub fn open_listener() -> TcpListener {
+    listener_on("127.0.0.1:0".parse().unwrap(), 4096)
+}
+
+/// A listener on ::1 with a free port and a deep accept queue.
+pub fn open_listener_v6() -> TcpListener {
+    listener_on("[::1]:0".parse().unwrap(), 4096)
+}
+
+/// A listener on `address` with an accept queue of `backlog`.
+pub fn listener_on(address: SocketAddr, backlog: i32) -> TcpListener {
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.bind(&address.into()).unwrap();
+    socket.listen(backlog).unwrap();
+    socket.into()
+}
+
+/// A loopback address where nothing listens: the kernel answers SYN with RST.
+pub fn closed_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A loopback listener that never answers: its accept queue (`listen(0)`) holds one connection
+/// that is never accepted, so the kernel drops every new SYN.
+pub struct SilentListener {
+    pub address: SocketAddr,
+    _listener: TcpListener,
+    _queued: TcpStream,
+}
+
+impl SilentListener {
+    pub fn new() -> SilentListener {
+        let listener = listener_on("127.0.0.1:0".parse().unwrap(), 0);
+        let address = listener.local_addr().unwrap();
+        let queued = TcpStream::connect(address).unwrap();
+        // Let the handshake of the filler finish before anyone relies on the queue being full.
+        std::thread::sleep(Duration::from_millis(50));
+        SilentListener {
+            address,
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+}
+
+/// How many connections `listener`'s application can accept right now (accepting them all).
+pub fn accept_all(listener: &TcpListener) -> usize {
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = 0;
+    while listener.accept().is_ok() {
+        accepted += 1;
+    }
+    listener.set_nonblocking(false).unwrap();
+    accepted
+}
+
+/// The number of file descriptors this process has open.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Whether the process runs as root (network namespaces, packet capture, firewall rules).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Skips the calling test, saying why on the real stderr (not captured by the test harness, so
+/// the skip is always visible). With `TCP_SHAKER_NO_SKIP=1` (set by CI, which runs as root) a
+/// skip is a failure instead, so that privileged tests can never pass silently.
+pub fn skip(test: &str, reason: &str) {
+    if std::env::var_os("TCP_SHAKER_NO_SKIP").is_some_and(|v| v == "1") {
+        panic!("{test} cannot run: {reason} (TCP_SHAKER_NO_SKIP=1 forbids skipping)");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
+/// Returns true (after reporting the skip) when the test lacks root.
+pub fn skip_unless_root(test: &str, needs: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    skip(test, &format!("needs root for {needs}"));
+    true
+}

@@ -1,0 +1,141 @@
+//! Many checks at once, from many threads and tasks: every result belongs to its own target.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::thread;
+use std::time::Duration;
+
+use tcp_shaker::{Checker, Outcome, Report};
+use tokio::task::JoinSet;
+
+/// What each kind of target must answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Open,
+    Closed,
+    TimedOut,
+}
+
+struct Targets {
+    list: Vec<(SocketAddr, Expect)>,
+    _open: Vec<std::net::TcpListener>,
+    _silent: common::SilentListener,
+}
+
+impl Targets {
+    fn new() -> Targets {
+        let open: Vec<_> = (0..3).map(|_| common::open_listener()).collect();
+        let silent = common::SilentListener::new();
+        let mut list: Vec<_> = open
+            .iter()
+            .map(|l| (l.local_addr().unwrap(), Expect::Open))
+            .collect();
+        list.extend((0..3).map(|_| (common::closed_address(), Expect::Closed)));
+        list.push((silent.address, Expect::TimedOut));
+        Targets {
+            list,
+            _open: open,
+            _silent: silent,
+        }
+    }
+
+    /// The target for check number `n`, cycling through the kinds.
+    fn nth(&self, n: usize) -> (SocketAddr, Expect) {
+        self.list[n % self.list.len()]
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+fn verify(n: usize, address: SocketAddr, expect: Expect, report: &Report) {
+    assert_eq!(
+        report.address(),
+        Some(address),
+        "check {n} got another target's report"
+    );
+    let matches = matches!(
+        (expect, report.outcome()),
+        (Expect::Open, Outcome::Open { .. })
+            | (Expect::Closed, Outcome::Closed)
+            | (Expect::TimedOut, Outcome::TimedOut)
+    );
+    assert!(
+        matches,
+        "check {n} of {address}: expected {expect:?}, got {report:?}"
+    );
+}
+
+#[test]
+fn ten_thousand_mixed_checks_from_threads_futures_and_a_batch() {
+    let targets = Targets::new();
+    let checker = Checker::new().unwrap();
+    const THREADS: usize = 48;
+    const PER_THREAD: usize = 50;
+    const FUTURES: usize = 3_000;
+    const BATCHED: usize = 10_000 - THREADS * PER_THREAD - FUTURES;
+
+    thread::scope(|scope| {
+        // Blocking checks from many threads.
+        for t in 0..THREADS {
+            let (checker, targets) = (&checker, &targets);
+            scope.spawn(move || {
+                for i in 0..PER_THREAD {
+                    let n = t * PER_THREAD + i;
+                    let (address, expect) = targets.nth(n);
+                    verify(
+                        n,
+                        address,
+                        expect,
+                        &checker.check(address, TIMEOUT).unwrap(),
+                    );
+                }
+            });
+        }
+
+        // Futures on a multi-threaded tokio runtime, all in flight together.
+        let (checker, targets) = (&checker, &targets);
+        scope.spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut tasks = JoinSet::new();
+                for n in 0..FUTURES {
+                    let (address, expect) = targets.nth(n);
+                    let check = checker.check_async(address, TIMEOUT);
+                    tasks.spawn(async move { (n, address, expect, check.await) });
+                }
+                let mut done = 0;
+                while let Some(joined) = tasks.join_next().await {
+                    let (n, address, expect, result) = joined.unwrap();
+                    verify(n, address, expect, &result.unwrap());
+                    done += 1;
+                }
+                assert_eq!(done, FUTURES);
+            });
+        });
+
+        // A batch with everything in flight at once, results matched by tag.
+        scope.spawn(move || {
+            let mut batch = checker.batch();
+            for n in 0..BATCHED {
+                let (address, _) = targets.nth(n);
+                batch.submit(n as u64, address, TIMEOUT).unwrap();
+            }
+            let mut seen = vec![false; BATCHED];
+            for completion in &mut batch {
+                let n = completion.tag as usize;
+                assert!(!seen[n], "tag {n} completed twice");
+                seen[n] = true;
+                let (address, expect) = targets.nth(n);
+                verify(n, address, expect, &completion.result.unwrap());
+            }
+            assert!(
+                seen.iter().all(|&s| s),
+                "some batched checks never completed"
+            );
+        });
+    });
+}

@@ -1,0 +1,272 @@
+//! Running out of file descriptors gives the typed error, naming the target and the open-files
+//! limit, and the checker works again once descriptors are free.
+//!
+//! The limit is lowered in a child process, so that it cannot starve the other tests: the test
+//! runs its own binary again with only [`fd_limit_child`] selected and [`CHILD`] set in its
+//! environment; without that variable the child test does nothing.
+
+mod common;
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tcp_shaker::{CheckError, Checker, ErrorKind, Report};
+
+/// Set in the child's environment: run the scenario.
+const CHILD: &str = "TCP_SHAKER_FD_LIMIT_CHILD";
+/// Printed by the child at the end of the scenario, to prove it ran.
+const MARKER: &str = "fd-limit scenario completed";
+/// Descriptors allowed above those open when the limit is set.
+const HEADROOM: libc::rlim_t = 16;
+/// Generous: loopback checks answer in microseconds.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[test]
+fn running_out_of_descriptors_gives_a_typed_error_and_recovers() {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fd_limit_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
+
+    // Generous: the scenario takes well under a second.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the child scenario hangs; its stderr:\n{}",
+                stderr.join().unwrap()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    assert!(
+        status.success(),
+        "the child scenario failed ({status});\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains(MARKER) && stdout.contains("1 passed"),
+        "the child scenario did not run;\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+}
+
+/// The scenario, run only in the child process (see the module documentation).
+#[test]
+fn fd_limit_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let listener = common::open_listener();
+    let address = listener.local_addr().unwrap();
+    // Created while descriptors are plentiful: its loop thread will hit the limit.
+    let checker = Checker::new().unwrap();
+    assert!(checker.check(address, TIMEOUT).unwrap().is_open());
+
+    let original = lower_open_files_limit();
+    let mut files = exhaust_descriptors(open_files_limit().0);
+    println!(
+        "open-files limit {}, exhausted after opening {} more files",
+        open_files_limit().0,
+        files.len()
+    );
+
+    // socket() fails in the loop thread: the check fails with the typed error.
+    let error = checker.check(address, TIMEOUT).unwrap_err();
+    assert_out_of_descriptors(&error, address);
+    let error = pollster::block_on(checker.check_async(address, TIMEOUT)).unwrap_err();
+    assert_out_of_descriptors(&error, address);
+    let results = batch_of(&checker, address, 20);
+    assert_eq!(results.len(), 20);
+    for result in &results {
+        match result {
+            Err(error) => assert_out_of_descriptors(error, address),
+            Ok(report) => panic!("a check without descriptors gave {report:?}"),
+        }
+    }
+
+    // A checker cannot even be created: its poller needs a descriptor.
+    let error = Checker::new()
+        .err()
+        .expect("a checker started without descriptors");
+    assert_eq!(error.raw_os_error(), Some(libc::EMFILE), "{error}");
+    // Nor can the default one, which the free function starts on first use: the same typed
+    // error, saying why.
+    let error = tcp_shaker::check(address, TIMEOUT).unwrap_err();
+    assert_out_of_descriptors(&error, address);
+    assert!(
+        error
+            .to_string()
+            .contains("the default checker could not start"),
+        "{error}"
+    );
+
+    // A few descriptors free: as many checks at once as there are descriptors get through, the
+    // others fail with the typed error (the loop starts them all in the same turn).
+    const FREED: usize = 4;
+    files.truncate(files.len() - FREED);
+    assert!(checker.check(address, TIMEOUT).unwrap().is_open());
+    let results = batch_of(&checker, address, 40);
+    let open = results
+        .iter()
+        .filter(|result| result.as_ref().is_ok_and(Report::is_open))
+        .count();
+    for result in &results {
+        if let Err(error) = result {
+            assert_out_of_descriptors(error, address);
+        }
+    }
+    println!("with {FREED} descriptors free, {open} of 40 checks at once were made");
+    assert!(open >= 1, "no check was made with {FREED} descriptors free");
+    assert!(
+        open < 40,
+        "40 checks at once were made with only {FREED} descriptors"
+    );
+
+    // Every descriptor back: everything works again, the default checker included.
+    drop(files);
+    let results = batch_of(&checker, address, 40);
+    assert!(
+        results
+            .iter()
+            .all(|result| result.as_ref().is_ok_and(Report::is_open)),
+        "{results:?}"
+    );
+    assert!(tcp_shaker::check(address, TIMEOUT).unwrap().is_open());
+    assert!(
+        Checker::new()
+            .unwrap()
+            .check(address, TIMEOUT)
+            .unwrap()
+            .is_open()
+    );
+
+    set_open_files_limit(original);
+    println!("{MARKER}");
+}
+
+/// Lowers the soft open-files limit to [`HEADROOM`] above the highest descriptor open now;
+/// returns the soft limit it replaced.
+fn lower_open_files_limit() -> libc::rlim_t {
+    let (soft, hard) = open_files_limit();
+    let highest = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| {
+            entry
+                .ok()?
+                .file_name()
+                .to_str()?
+                .parse::<libc::rlim_t>()
+                .ok()
+        })
+        .max()
+        .unwrap();
+    let lowered = (highest + 1 + HEADROOM).min(hard);
+    assert!(
+        lowered < soft,
+        "the limit ({soft}) is already too low to lower"
+    );
+    set_open_files_limit(lowered);
+    assert_eq!(open_files_limit().0, lowered);
+    soft
+}
+
+/// Opens `/dev/null` until the process runs out of descriptors; returns the files opened.
+///
+/// Their number depends on the holes below the highest descriptor (inherited ones can be high),
+/// but cannot reach `limit`.
+fn exhaust_descriptors(limit: libc::rlim_t) -> Vec<File> {
+    let mut files = Vec::new();
+    loop {
+        match File::open("/dev/null") {
+            Ok(file) => files.push(file),
+            Err(error) => {
+                assert_eq!(error.raw_os_error(), Some(libc::EMFILE), "{error}");
+                break;
+            }
+        }
+        assert!(
+            files.len() as libc::rlim_t <= limit,
+            "the lowered limit does not hold"
+        );
+    }
+    assert!(
+        files.len() > 4,
+        "too few descriptors were free to free some later"
+    );
+    files
+}
+
+fn open_files_limit() -> (libc::rlim_t, libc::rlim_t) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the limit into the struct it is given, which outlives the call.
+    let result = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(result, 0, "{}", io::Error::last_os_error());
+    (limit.rlim_cur, limit.rlim_max)
+}
+
+fn set_open_files_limit(soft: libc::rlim_t) {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: open_files_limit().1,
+    };
+    // SAFETY: setrlimit reads the struct it is given, which outlives the call.
+    let result = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(result, 0, "{}", io::Error::last_os_error());
+}
+
+/// The results of `count` checks of `address` submitted at once.
+fn batch_of(checker: &Checker, address: SocketAddr, count: u64) -> Vec<Result<Report, CheckError>> {
+    let mut batch = checker.batch();
+    for tag in 0..count {
+        batch.submit(tag, address, TIMEOUT).unwrap();
+    }
+    batch.map(|completion| completion.result).collect()
+}
+
+fn assert_out_of_descriptors(error: &CheckError, address: SocketAddr) {
+    assert_eq!(error.kind(), ErrorKind::ResourceLimit, "{error}");
+    assert_eq!(error.target(), address.to_string(), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.starts_with(&format!("out of resources checking {address}")),
+        "{text}"
+    );
+    assert!(text.contains("open-files limit"), "{text}");
+    assert!(text.contains("ulimit -n"), "{text}");
+    let cause = error
+        .source()
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .and_then(io::Error::raw_os_error);
+    assert_eq!(cause, Some(libc::EMFILE), "{text}");
+}

@@ -1,0 +1,519 @@
+//! Nothing leaks: after many checks, cancelled futures, a stopped checker or a dropped one, the
+//! process holds exactly the file descriptors it held before.
+//!
+//! File-descriptor counts are process-wide and the tests of one binary run on parallel threads,
+//! so every test here takes [`FD_COUNTING`] first: while one scenario counts, no other opens or
+//! closes anything.
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tcp_shaker::{Check, CheckError, Checker, ErrorKind, Report};
+
+/// Taken by every test of this binary before it opens anything, through [`fd_counting`].
+static FD_COUNTING: Mutex<()> = Mutex::new(());
+
+/// The right to count descriptors, until dropped.
+struct FdCounting {
+    _lock: MutexGuard<'static, ()>,
+    at_start: usize,
+}
+
+/// Waits for the other tests of this binary to finish counting. Take it first, so that it is
+/// dropped last.
+fn fd_counting() -> FdCounting {
+    let lock = FD_COUNTING.lock().unwrap_or_else(PoisonError::into_inner);
+    FdCounting {
+        _lock: lock,
+        at_start: common::open_fds(),
+    }
+}
+
+impl Drop for FdCounting {
+    /// If this test failed half-way, lets whatever it left in flight close before the next test
+    /// counts.
+    fn drop(&mut self) {
+        wait_for_fds(PROMPTLY, |count| count <= self.at_start);
+    }
+}
+
+/// Far longer than any scenario here waits: a check still in flight when a test asserts on it
+/// was kept alive by the library, not by its deadline.
+const LONG_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long closing sockets and ending the loop thread may take. Generous (a loaded 2-core CI
+/// machine, a debug build); the work itself takes milliseconds, and every bound is still more
+/// than ten times shorter than [`LONG_TIMEOUT`].
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+/// Polls the process's descriptor count until `done` holds or `within` passes; returns the last
+/// count seen.
+fn wait_for_fds(within: Duration, done: impl Fn(usize) -> bool) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let count = common::open_fds();
+        if done(count) || Instant::now() >= deadline {
+            return count;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `work` on a thread of its own and returns its result, failing the test (instead of
+/// hanging it) if the work takes longer than `within`.
+fn within<T: Send + 'static>(
+    what: &str,
+    within: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done, result) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done.send(work());
+    });
+    match result.recv_timeout(within) {
+        Ok(value) => value,
+        Err(_) => panic!("{what} did not finish within {within:?}: it hangs"),
+    }
+}
+
+/// Polls each check once with a waker that does nothing: enough to submit it.
+fn poll_once(checks: &mut [Pin<Box<Check>>]) {
+    let mut cx = Context::from_waker(Waker::noop());
+    for check in checks {
+        assert!(
+            check.as_mut().poll(&mut cx).is_pending(),
+            "a check of a silent listener answered at once"
+        );
+    }
+}
+
+fn assert_stopped(result: &Result<Report, CheckError>, target: &str) {
+    match result {
+        Err(error) => {
+            assert_eq!(error.kind(), ErrorKind::Stopped, "{error}");
+            assert_eq!(error.target(), target, "{error}");
+        }
+        Ok(report) => panic!("expected the check to be stopped, got {report:?}"),
+    }
+}
+
+#[test]
+fn a_hundred_thousand_checks_leave_no_descriptor_open() {
+    const CHECKS: u64 = 100_000;
+    const IN_FLIGHT: u64 = 200;
+
+    let _counting = fd_counting();
+    let listener = common::open_listener();
+    let address = listener.local_addr().unwrap();
+    let without_checker = common::open_fds();
+    let checker = Checker::new().unwrap();
+    // The checker's own descriptors (its poller and its waker) are open from here on.
+    let with_checker = common::open_fds();
+    assert!(
+        with_checker > without_checker,
+        "the checker opened no descriptor: is open_fds() counting anything?"
+    );
+
+    // As the command line's load test does: a batch kept at IN_FLIGHT checks.
+    let started = Instant::now();
+    let mut batch = checker.batch();
+    let mut submitted = 0;
+    while submitted < IN_FLIGHT {
+        batch.submit(submitted, address, PROMPTLY).unwrap();
+        submitted += 1;
+    }
+    let mut seen = vec![false; CHECKS as usize];
+    let (mut finished, mut open) = (0u64, 0u64);
+    let mut not_open = Vec::new();
+    while let Some(completion) = batch.next() {
+        finished += 1;
+        let tag = completion.tag as usize;
+        assert!(!seen[tag], "check {tag} completed twice");
+        seen[tag] = true;
+        match &completion.result {
+            Ok(report) if report.is_open() => open += 1,
+            other if not_open.len() < 5 => not_open.push(format!("{other:?}")),
+            _ => {}
+        }
+        if submitted < CHECKS {
+            batch.submit(submitted, address, PROMPTLY).unwrap();
+            submitted += 1;
+        }
+    }
+    let took = started.elapsed();
+    eprintln!("{CHECKS} checks, {IN_FLIGHT} in flight, took {took:?}");
+
+    assert_eq!(finished, CHECKS);
+    assert_eq!(
+        open, CHECKS,
+        "not every check of a listening port was open; first others: {not_open:?}"
+    );
+    // Every check's socket is closed by the time its result is delivered: exactly the
+    // checker's own descriptors remain.
+    assert_eq!(
+        common::open_fds(),
+        with_checker,
+        "descriptors leaked by {CHECKS} checks"
+    );
+
+    drop(batch);
+    drop(checker);
+    // Dropping the last handle joins the loop thread: its poller and waker are closed by now.
+    assert_eq!(
+        common::open_fds(),
+        without_checker,
+        "the dropped checker left its poller or waker open"
+    );
+}
+
+#[test]
+fn dropping_futures_mid_check_closes_their_sockets() {
+    const CHECKS: usize = 500;
+
+    let _counting = fd_counting();
+    let silent = common::SilentListener::new();
+    let without_checker = common::open_fds();
+    let checker = Checker::new().unwrap();
+    let baseline = common::open_fds();
+
+    // Dropped right after their first poll: most are still on their way into the loop, which
+    // must skip (or cancel) the checks of futures that are already gone.
+    let mut checks: Vec<_> = (0..CHECKS)
+        .map(|_| Box::pin(checker.check_async(silent.address, LONG_TIMEOUT)))
+        .collect();
+    poll_once(&mut checks);
+    drop(checks);
+    let after = wait_for_fds(PROMPTLY, |count| count == baseline);
+    assert_eq!(after, baseline, "checks dropped at once left sockets open");
+
+    // Dropped once every one of them holds a socket waiting for an answer that never comes.
+    let mut checks: Vec<_> = (0..CHECKS)
+        .map(|_| Box::pin(checker.check_async(silent.address, LONG_TIMEOUT)))
+        .collect();
+    poll_once(&mut checks);
+    let in_flight = wait_for_fds(PROMPTLY, |count| count >= baseline + CHECKS);
+    assert_eq!(
+        in_flight,
+        baseline + CHECKS,
+        "expected one socket per check in flight"
+    );
+    poll_once(&mut checks); // still waiting: the silent listener never answers
+    let dropped = Instant::now();
+    drop(checks);
+    let after = wait_for_fds(PROMPTLY, |count| count == baseline);
+    eprintln!(
+        "{CHECKS} sockets of dropped futures closed {:?} after the drop",
+        dropped.elapsed()
+    );
+    assert_eq!(
+        after, baseline,
+        "sockets of dropped futures still open {PROMPTLY:?} after the drop (deadline {LONG_TIMEOUT:?})"
+    );
+
+    // The loop is unharmed: a new check of the same listener is made (and times out).
+    let report = checker
+        .check(silent.address, Duration::from_millis(200))
+        .unwrap();
+    assert_eq!(report.outcome(), tcp_shaker::Outcome::TimedOut);
+    assert_eq!(common::open_fds(), baseline);
+
+    drop(checker);
+    let after = wait_for_fds(PROMPTLY, |count| count == without_checker);
+    assert_eq!(
+        after, without_checker,
+        "the dropped checker left descriptors open"
+    );
+}
+
+#[test]
+fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
+    const THREADS: usize = 8;
+
+    let _counting = fd_counting();
+    let silent = common::SilentListener::new();
+    let target = silent.address.to_string();
+    let without_checker = common::open_fds();
+    let checker = Checker::new().unwrap();
+    let with_checker = common::open_fds();
+
+    let (results, returned) = mpsc::channel();
+    let waiters: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let checker = checker.clone();
+            let results = results.clone();
+            let address = silent.address;
+            thread::spawn(move || {
+                let result = checker.check(address, LONG_TIMEOUT);
+                let _ = results.send((result, Instant::now()));
+            })
+        })
+        .collect();
+    drop(results);
+    let in_flight = wait_for_fds(PROMPTLY, |count| count >= with_checker + THREADS);
+    assert_eq!(
+        in_flight,
+        with_checker + THREADS,
+        "expected every thread's check to be in flight"
+    );
+
+    let stopping = Instant::now();
+    {
+        let checker = checker.clone();
+        within("stop()", PROMPTLY, move || checker.stop());
+    }
+    // stop() returns once the loop has closed its sockets: none of the checks' remains. (The
+    // poller and the waker may still be closing with the loop thread.)
+    let right_after = common::open_fds();
+    assert!(
+        right_after <= with_checker,
+        "{} sockets still open after stop() returned",
+        right_after.saturating_sub(with_checker)
+    );
+    assert!(checker.is_stopped());
+
+    for _ in 0..THREADS {
+        let (result, at) = returned
+            .recv_timeout(PROMPTLY)
+            .expect("a blocked check did not return after stop()");
+        assert_stopped(&result, &target);
+        // Generous: their timeouts are 60 s.
+        assert!(
+            at - stopping < PROMPTLY,
+            "returned {:?} after stop()",
+            at - stopping
+        );
+    }
+    for waiter in waiters {
+        waiter.join().unwrap();
+    }
+
+    // Checks submitted afterwards fail at once, in every form.
+    let asked = Instant::now();
+    assert_stopped(&checker.check(silent.address, LONG_TIMEOUT), &target);
+    assert_stopped(
+        &pollster::block_on(checker.check_async(silent.address, LONG_TIMEOUT)),
+        &target,
+    );
+    let mut batch = checker.batch();
+    batch.submit(7, silent.address, LONG_TIMEOUT).unwrap();
+    let completion = batch.next().expect("a submitted check gave no result");
+    assert_eq!(completion.tag, 7);
+    assert_stopped(&completion.result, &target);
+    assert!(batch.next().is_none());
+    // Generous: "at once" is microseconds; the checks' timeouts are 60 s.
+    assert!(asked.elapsed() < PROMPTLY, "took {:?}", asked.elapsed());
+    drop(batch);
+
+    drop(checker);
+    let after = wait_for_fds(PROMPTLY, |count| count == without_checker);
+    assert_eq!(
+        after, without_checker,
+        "the stopped checker left descriptors open"
+    );
+}
+
+#[test]
+fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
+    const BATCHED: u64 = 50;
+    const FUTURES: usize = 50;
+
+    let _counting = fd_counting();
+    let silent = common::SilentListener::new();
+    let target = silent.address.to_string();
+    let without_checker = common::open_fds();
+    let checker = Checker::new().unwrap();
+    let with_checker = common::open_fds();
+
+    let mut batch = checker.batch();
+    for tag in 0..BATCHED {
+        batch.submit(tag, silent.address, LONG_TIMEOUT).unwrap();
+    }
+    batch.flush();
+    let mut checks: Vec<_> = (0..FUTURES)
+        .map(|_| Box::pin(checker.check_async(silent.address, LONG_TIMEOUT)))
+        .collect();
+    poll_once(&mut checks);
+    // And one future awaited by an executor, which must be woken by the stop.
+    let awaited = {
+        let check = checker.check_async(silent.address, LONG_TIMEOUT);
+        thread::spawn(move || pollster::block_on(check))
+    };
+    let sockets = BATCHED as usize + FUTURES + 1;
+    let in_flight = wait_for_fds(PROMPTLY, |count| count >= with_checker + sockets);
+    assert_eq!(
+        in_flight,
+        with_checker + sockets,
+        "expected every check in flight"
+    );
+
+    {
+        let stopper = checker.clone();
+        within("stop()", PROMPTLY, move || stopper.stop());
+    }
+    assert!(
+        common::open_fds() <= with_checker,
+        "sockets open after stop()"
+    );
+
+    // The batch answers every outstanding check with "stopped", then ends.
+    let mut tags = Vec::new();
+    let deadline = Instant::now() + PROMPTLY;
+    while let Some(completion) = batch.next_until(deadline) {
+        assert_stopped(&completion.result, &target);
+        tags.push(completion.tag);
+    }
+    tags.sort_unstable();
+    assert_eq!(tags, (0..BATCHED).collect::<Vec<_>>());
+    assert_eq!(batch.outstanding(), 0);
+    assert!(batch.next().is_none());
+
+    // Every future is ready with "stopped", without being woken (the loop filled their slots
+    // before stop() returned).
+    let mut cx = Context::from_waker(Waker::noop());
+    for check in &mut checks {
+        match check.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => assert_stopped(&result, &target),
+            Poll::Pending => panic!("a future of a stopped checker is still pending"),
+        }
+    }
+    let result = within("the awaited future", PROMPTLY, move || {
+        awaited.join().unwrap()
+    });
+    assert_stopped(&result, &target);
+
+    drop((checks, batch, checker));
+    let after = wait_for_fds(PROMPTLY, |count| count == without_checker);
+    assert_eq!(
+        after, without_checker,
+        "the stopped checker left descriptors open"
+    );
+}
+
+/// The loop lives as long as any batch or future made from a checker; when the last of them
+/// goes, the loop stops and closes every socket, long before the checks' deadlines.
+#[test]
+fn dropping_every_handle_with_checks_in_flight_closes_everything() {
+    const BATCHED: u64 = 50;
+    const FUTURES: usize = 50;
+
+    let _counting = fd_counting();
+    let silent = common::SilentListener::new();
+    let listener = common::open_listener();
+    let without_checker = common::open_fds();
+
+    // Twice: the last handle to go is a future, then a batch.
+    for future_goes_last in [true, false] {
+        let checker = Checker::new().unwrap();
+        let with_checker = common::open_fds();
+        let mut batch = checker.batch();
+        for tag in 0..BATCHED {
+            batch.submit(tag, silent.address, LONG_TIMEOUT).unwrap();
+        }
+        batch.flush();
+        let mut checks: Vec<_> = (0..FUTURES)
+            .map(|_| Box::pin(checker.check_async(silent.address, LONG_TIMEOUT)))
+            .collect();
+        poll_once(&mut checks);
+        let sockets = BATCHED as usize + FUTURES;
+        let in_flight = wait_for_fds(PROMPTLY, |count| count >= with_checker + sockets);
+        assert_eq!(
+            in_flight,
+            with_checker + sockets,
+            "expected every check in flight"
+        );
+
+        // The checker goes first; the batch and the futures keep its loop running.
+        within("dropping the checker", PROMPTLY, move || drop(checker));
+        batch
+            .submit(u64::MAX, listener.local_addr().unwrap(), PROMPTLY)
+            .unwrap();
+        let completion = batch
+            .next_until(Instant::now() + PROMPTLY)
+            .expect("the loop stopped while a batch still used it");
+        assert_eq!(completion.tag, u64::MAX);
+        assert!(completion.result.unwrap().is_open());
+        assert_eq!(common::open_fds(), with_checker + sockets);
+
+        let dropping = Instant::now();
+        if future_goes_last {
+            // The dropped batch's checks stay in flight, held by the futures' loop...
+            within("dropping the batch", PROMPTLY, move || drop(batch));
+            // ...until the last future goes and the loop stops.
+            within("dropping the futures", PROMPTLY, move || drop(checks));
+        } else {
+            within("dropping the futures", PROMPTLY, move || drop(checks));
+            within("dropping the batch", PROMPTLY, move || drop(batch));
+        }
+        let after = wait_for_fds(PROMPTLY, |count| count == without_checker);
+        eprintln!(
+            "last handle a {}: everything closed {:?} after the drops began",
+            if future_goes_last { "future" } else { "batch" },
+            dropping.elapsed()
+        );
+        assert_eq!(
+            after,
+            without_checker,
+            "descriptors left open after every handle was dropped (last: {})",
+            if future_goes_last {
+                "a future"
+            } else {
+                "the batch"
+            }
+        );
+    }
+}
+
+/// A dropped batch cancels its checks: their sockets close at once, long before their deadline.
+#[test]
+fn a_dropped_batch_closes_its_sockets_at_once() {
+    const BATCHED: u64 = 50;
+
+    let _counting = fd_counting();
+    let silent = common::SilentListener::new();
+    let without_checker = common::open_fds();
+    let checker = Checker::new().unwrap();
+    let baseline = common::open_fds();
+
+    let mut batch = checker.batch();
+    for tag in 0..BATCHED {
+        batch.submit(tag, silent.address, LONG_TIMEOUT).unwrap();
+    }
+    batch.flush();
+    let in_flight = wait_for_fds(PROMPTLY, |count| count >= baseline + BATCHED as usize);
+    assert_eq!(
+        in_flight,
+        baseline + BATCHED as usize,
+        "expected every check in flight"
+    );
+    let dropped = Instant::now();
+    drop(batch);
+    let after = wait_for_fds(PROMPTLY, |count| count == baseline);
+    eprintln!(
+        "sockets of a dropped batch closed {:?} after the drop",
+        dropped.elapsed()
+    );
+    assert_eq!(
+        after, baseline,
+        "a dropped batch's sockets still open {PROMPTLY:?} after the drop (deadline {LONG_TIMEOUT:?})"
+    );
+
+    // The checker is unharmed.
+    let report = checker
+        .check(silent.address, Duration::from_millis(200))
+        .unwrap();
+    assert_eq!(report.outcome(), tcp_shaker::Outcome::TimedOut);
+
+    drop(checker);
+    let after = wait_for_fds(PROMPTLY, |count| count == without_checker);
+    assert_eq!(
+        after, without_checker,
+        "the dropped checker left descriptors open"
+    );
+}

@@ -1,0 +1,487 @@
+//! The packets a check puts on the wire, captured on `lo` (needs root for `AF_PACKET`).
+//!
+//! With zero linger (the default) every check must be exactly SYN, SYN-ACK, RST: the client
+//! never sends the final ACK of the handshake, so the server's application never accepts the
+//! connection. Without zero linger the client closes with FIN instead, which completes the
+//! handshake, and the application does accept it.
+//!
+//! Tests in this binary run in parallel and every capture sees all of `lo`, so each capture keeps
+//! only the port of its own listener, and connections are told apart by client address and port.
+
+#[path = "common/capture.rs"]
+mod capture;
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::time::Duration;
+
+use capture::{ACK, Capture, Connection, Conversations, ECN, FIN, RST, SYN};
+use tcp_shaker::{CheckOptions, Checker, Outcome};
+
+/// The deadline of each check: generous, a check of a local port answers in microseconds.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to keep capturing after the last check: longer than the kernel's 200 ms delayed-ACK
+/// timer, so that a final ACK the checker failed to hold back would be on the wire by then.
+const PAST_DELAYED_ACK: Duration = Duration::from_millis(400);
+/// Checks per test: half one at a time, half at once in a batch.
+const CHECKS: usize = 50;
+
+/// Runs `count` checks of `target`, the first half one after another with
+/// [`Checker::check`], the rest all at once in a batch; the options of check `i` are
+/// `options(i)`. Asserts that every check found the port open.
+fn check_open(
+    checker: &Checker,
+    target: SocketAddr,
+    count: usize,
+    options: impl Fn(usize) -> CheckOptions,
+) {
+    let one_by_one = count / 2;
+    for i in 0..one_by_one {
+        let report = checker.check(target, options(i)).unwrap();
+        assert!(report.is_open(), "check {i} of {target}: {report:?}");
+    }
+    let mut batch = checker.batch();
+    for i in one_by_one..count {
+        batch.submit(i as u64, target, options(i)).unwrap();
+    }
+    let mut open = 0;
+    for completion in batch {
+        let report = completion.result.unwrap();
+        assert!(
+            report.is_open(),
+            "check {} of {target}: {report:?}",
+            completion.tag
+        );
+        open += 1;
+    }
+    assert_eq!(open, count - one_by_one);
+}
+
+/// How many connections showed each flag sequence, for messages and the log.
+fn tally(conversations: &Conversations) -> BTreeMap<String, usize> {
+    let mut tally = BTreeMap::new();
+    for connection in &conversations.connections {
+        *tally
+            .entry(connection.sequence().join(" "))
+            .or_insert(0usize) += 1;
+    }
+    tally
+}
+
+/// Captures the packets of `listener`'s port while `checks` runs, plus [`PAST_DELAYED_ACK`],
+/// and splits them into connections to the listener's address.
+fn capture_while(listener: &TcpListener, checks: impl FnOnce(SocketAddr)) -> Conversations {
+    let target = listener.local_addr().unwrap();
+    let capture = Capture::start(target.port()).unwrap();
+    checks(target);
+    std::thread::sleep(PAST_DELAYED_ACK);
+    let packets = capture.stop().unwrap();
+    capture::connections(&packets, target)
+}
+
+/// Asserts that `connection` is SYN, SYN-ACK, RST and nothing else, with the RST inside the
+/// server's window (so that the server drops its half-open request).
+fn assert_syn_synack_rst(connection: &Connection, all: &Conversations) {
+    let sequence = connection.sequence();
+    assert!(
+        sequence == ["c:S", "s:SA", "c:RA"] || sequence == ["c:S", "s:SA", "c:R"],
+        "connection from {} is {sequence:?}, not SYN, SYN-ACK, RST; all connections:\n{}",
+        connection.client,
+        all.describe()
+    );
+    let [(_, syn), (_, syn_ack), (_, rst)] = connection.packets[..] else {
+        unreachable!("three packets, as just asserted")
+    };
+    assert_eq!(
+        syn_ack.ack,
+        syn.seq.wrapping_add(1),
+        "the SYN-ACK acknowledges the SYN"
+    );
+    assert_eq!(
+        rst.seq,
+        syn.seq.wrapping_add(1),
+        "the RST carries the next sequence number, so the server accepts it"
+    );
+    if rst.has(ACK) {
+        assert_eq!(rst.ack, syn_ack.seq.wrapping_add(1));
+    }
+    assert!(
+        connection.packets.iter().all(|(_, p)| p.payload_len == 0),
+        "no packet of a check carries data: {connection:?}"
+    );
+}
+
+/// The whole RST-mode assertion: every connection SYN, SYN-ACK, RST, one per check, and nothing
+/// for the listener's application to accept.
+fn assert_every_check_half_open(test: &str, listener: &TcpListener) {
+    let checker = Checker::new().unwrap();
+    let conversations = capture_while(listener, |target| {
+        check_open(&checker, target, CHECKS, |_| CheckOptions::new(TIMEOUT));
+    });
+    eprintln!("{test}: {:?}", tally(&conversations));
+    let sent_by_clients = || {
+        conversations
+            .connections
+            .iter()
+            .flat_map(Connection::client_packets)
+    };
+    let bare_acks = sent_by_clients().filter(|p| p.is(ACK)).count();
+    let fins = sent_by_clients().filter(|p| p.has(FIN)).count();
+    assert_eq!(
+        (bare_acks, fins),
+        (0, 0),
+        "the client sent bare ACKs (leaked final ACKs) or FINs:\n{}",
+        conversations.describe()
+    );
+    assert!(
+        conversations.strays.is_empty(),
+        "packets outside any connection:\n{}",
+        conversations.describe()
+    );
+    assert_eq!(
+        conversations.connections.len(),
+        CHECKS,
+        "one connection per check:\n{}",
+        conversations.describe()
+    );
+    for connection in &conversations.connections {
+        assert_syn_synack_rst(connection, &conversations);
+    }
+    assert_eq!(
+        common::accept_all(listener),
+        0,
+        "the listener's application accepted a check"
+    );
+}
+
+#[test]
+fn zero_linger_checks_are_syn_synack_rst_ipv4() {
+    let test = "wire::zero_linger_checks_are_syn_synack_rst_ipv4";
+    if common::skip_unless_root(test, "an AF_PACKET capture on lo") {
+        return;
+    }
+    assert_every_check_half_open(test, &common::open_listener());
+}
+
+#[test]
+fn zero_linger_checks_are_syn_synack_rst_ipv6() {
+    let test = "wire::zero_linger_checks_are_syn_synack_rst_ipv6";
+    if common::skip_unless_root(test, "an AF_PACKET capture on lo") {
+        return;
+    }
+    assert_every_check_half_open(test, &common::open_listener_v6());
+}
+
+/// The closing sequence of a check without zero linger: the client's FIN carries the ACK that
+/// completes the handshake, the server acknowledges the FIN, and once its application has
+/// accepted and closed the connection, the server's FIN is acknowledged by the client.
+const FIN_SEQUENCE: [&str; 6] = ["c:S", "s:SA", "c:FA", "s:A", "s:FA", "c:A"];
+
+/// Asserts that `connection` is [`FIN_SEQUENCE`], with no RST from the client and the
+/// handshake completed by the FIN.
+fn assert_closed_with_fin(connection: &Connection, all: &Conversations) {
+    assert!(
+        connection.client_packets().all(|p| !p.has(RST)),
+        "connection from {} was reset by the client: {:?}",
+        connection.client,
+        connection.sequence()
+    );
+    assert_eq!(
+        connection.sequence(),
+        FIN_SEQUENCE,
+        "connection from {}; all connections:\n{}",
+        connection.client,
+        all.describe()
+    );
+    let [
+        (_, syn),
+        (_, syn_ack),
+        (_, fin),
+        (_, fin_ack),
+        (_, server_fin),
+        (_, last_ack),
+    ] = connection.packets[..]
+    else {
+        unreachable!("six packets, as just asserted")
+    };
+    assert_eq!(syn_ack.ack, syn.seq.wrapping_add(1));
+    assert_eq!(
+        (fin.seq, fin.ack),
+        (syn.seq.wrapping_add(1), syn_ack.seq.wrapping_add(1)),
+        "the FIN is the client's first segment after SYN and acknowledges the SYN-ACK"
+    );
+    assert_eq!(
+        fin_ack.ack,
+        fin.seq.wrapping_add(1),
+        "the server ACKs the FIN"
+    );
+    assert_eq!(server_fin.seq, syn_ack.seq.wrapping_add(1));
+    assert_eq!(last_ack.ack, server_fin.seq.wrapping_add(1));
+    assert!(
+        connection.packets.iter().all(|(_, p)| p.payload_len == 0),
+        "no packet of a check carries data: {connection:?}"
+    );
+}
+
+/// Captures `CHECKS` checks made with `options(i)`, then lets the listener's application accept
+/// and close what it can, and returns the connections with the number accepted.
+fn capture_and_accept(
+    listener: &TcpListener,
+    checker: &Checker,
+    options: impl Fn(usize) -> CheckOptions,
+) -> (Conversations, usize) {
+    let mut accepted = 0;
+    let conversations = capture_while(listener, |target| {
+        check_open(checker, target, CHECKS, options);
+        // Past the delayed ACK: the server has ACKed every FIN before its application closes.
+        std::thread::sleep(PAST_DELAYED_ACK);
+        accepted = common::accept_all(listener);
+    });
+    (conversations, accepted)
+}
+
+#[test]
+fn without_zero_linger_checks_close_with_fin() {
+    let test = "wire::without_zero_linger_checks_close_with_fin";
+    if common::skip_unless_root(test, "an AF_PACKET capture on lo") {
+        return;
+    }
+    let listener = common::open_listener();
+    let checker = Checker::builder().zero_linger(false).spawn().unwrap();
+    let (conversations, accepted) =
+        capture_and_accept(&listener, &checker, |_| CheckOptions::new(TIMEOUT));
+    eprintln!("{test}: {:?}", tally(&conversations));
+    assert!(
+        conversations.strays.is_empty(),
+        "packets outside any connection:\n{}",
+        conversations.describe()
+    );
+    assert_eq!(
+        conversations.connections.len(),
+        CHECKS,
+        "one connection per check:\n{}",
+        conversations.describe()
+    );
+    for connection in &conversations.connections {
+        assert_closed_with_fin(connection, &conversations);
+    }
+    assert_eq!(
+        accepted, CHECKS,
+        "a FIN completes the handshake: the application accepts every check"
+    );
+}
+
+#[test]
+fn zero_linger_off_for_one_check_closes_that_check_with_fin() {
+    let test = "wire::zero_linger_off_for_one_check_closes_that_check_with_fin";
+    if common::skip_unless_root(test, "an AF_PACKET capture on lo") {
+        return;
+    }
+    let listener = common::open_listener();
+    let checker = Checker::new().unwrap();
+    // Even checks close with FIN, odd ones keep the checker's default (RST).
+    let (conversations, accepted) = capture_and_accept(&listener, &checker, |i| {
+        let options = CheckOptions::new(TIMEOUT);
+        if i % 2 == 0 {
+            options.zero_linger(false)
+        } else {
+            options
+        }
+    });
+    eprintln!("{test}: {:?}", tally(&conversations));
+    assert!(
+        conversations.strays.is_empty(),
+        "packets outside any connection:\n{}",
+        conversations.describe()
+    );
+    assert_eq!(
+        conversations.connections.len(),
+        CHECKS,
+        "one connection per check:\n{}",
+        conversations.describe()
+    );
+    let (with_fin, with_rst): (Vec<&Connection>, Vec<&Connection>) = conversations
+        .connections
+        .iter()
+        .partition(|connection| connection.client_packets().any(|p| p.has(FIN)));
+    assert_eq!(
+        (with_fin.len(), with_rst.len()),
+        (CHECKS.div_ceil(2), CHECKS / 2),
+        "the override applies to its own check only:\n{}",
+        conversations.describe()
+    );
+    for connection in with_fin {
+        assert_closed_with_fin(connection, &conversations);
+    }
+    for connection in with_rst {
+        assert_syn_synack_rst(connection, &conversations);
+    }
+    assert_eq!(
+        accepted,
+        CHECKS.div_ceil(2),
+        "the application accepts exactly the checks closed with FIN"
+    );
+}
+
+#[test]
+fn a_closed_port_answers_syn_with_rst_and_the_client_sends_nothing_more() {
+    let test = "wire::a_closed_port_answers_syn_with_rst_and_the_client_sends_nothing_more";
+    if common::skip_unless_root(test, "an AF_PACKET capture on lo") {
+        return;
+    }
+    const CLOSED_CHECKS: usize = 5;
+    let target = common::closed_address();
+    let capture = Capture::start(target.port()).unwrap();
+    let checker = Checker::new().unwrap();
+    for i in 0..CLOSED_CHECKS {
+        let report = checker.check(target, TIMEOUT).unwrap();
+        assert_eq!(report.outcome(), Outcome::Closed, "check {i}: {report:?}");
+    }
+    std::thread::sleep(PAST_DELAYED_ACK);
+    let conversations = capture::connections(&capture.stop().unwrap(), target);
+    eprintln!("{test}: {:?}", tally(&conversations));
+    // Strays are not asserted on: once closed, the port is free for any process on the machine
+    // to use as the source port of its own connections.
+    assert_eq!(
+        conversations.connections.len(),
+        CLOSED_CHECKS,
+        "one connection per check:\n{}",
+        conversations.describe()
+    );
+    for connection in &conversations.connections {
+        assert_eq!(
+            connection.sequence(),
+            ["c:S", "s:RA"],
+            "connection from {}; all connections:\n{}",
+            connection.client,
+            conversations.describe()
+        );
+        let [(_, syn), (_, rst)] = connection.packets[..] else {
+            unreachable!("two packets, as just asserted")
+        };
+        assert!(syn.is(SYN), "{syn:?}");
+        assert_eq!(rst.ack, syn.seq.wrapping_add(1), "the RST answers the SYN");
+    }
+}
+
+/// An Ethernet frame as `lo` shows it, carrying one TCP segment with `payload` bytes of data
+/// (and, over IPv4, `ip_options` bytes of IP options).
+fn frame(
+    src: SocketAddr,
+    dst: SocketAddr,
+    flags: u8,
+    ip_options: usize,
+    payload: usize,
+) -> Vec<u8> {
+    let mut tcp = Vec::new();
+    tcp.extend(src.port().to_be_bytes());
+    tcp.extend(dst.port().to_be_bytes());
+    tcp.extend(1000u32.to_be_bytes()); // seq
+    tcp.extend(2000u32.to_be_bytes()); // ack
+    tcp.extend([0x60, flags]); // a 24-byte header: one option word
+    tcp.extend([0xff, 0xff, 0, 0, 0, 0, 2, 4, 0xff, 0xd7]); // window, checksum, urgent, MSS
+    tcp.extend(vec![0xaa; payload]);
+    let mut frame = vec![0; 12];
+    match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let header = 20 + ip_options;
+            frame.extend([0x08, 0x00, 0x40 | (header / 4) as u8, 0]);
+            frame.extend(((header + tcp.len()) as u16).to_be_bytes());
+            frame.extend([0, 0, 0x40, 0, 64, 6, 0, 0]); // id, DF, TTL, TCP, checksum
+            frame.extend(s.octets());
+            frame.extend(d.octets());
+            frame.extend(vec![1; ip_options]); // NOPs
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            frame.extend([0x86, 0xdd, 0x60, 0, 0, 0]);
+            frame.extend((tcp.len() as u16).to_be_bytes());
+            frame.extend([6, 64]); // TCP, hop limit
+            frame.extend(s.octets());
+            frame.extend(d.octets());
+        }
+        _ => unreachable!("one family per frame"),
+    }
+    frame.extend(tcp);
+    frame
+}
+
+#[test]
+fn the_capture_parses_tcp_over_ipv4_and_ipv6() {
+    let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let server: SocketAddr = "127.0.0.2:8080".parse().unwrap();
+    let packet = capture::parse_frame(&frame(client, server, SYN | ECN, 4, 0)).unwrap();
+    assert_eq!((packet.src, packet.dst), (client, server));
+    assert_eq!(
+        (packet.seq, packet.ack, packet.payload_len),
+        (1000, 2000, 0)
+    );
+    assert!(packet.is(SYN) && packet.has(SYN | ECN) && !packet.has(ACK));
+    assert_eq!(packet.flag_letters(), "S");
+    let packet = capture::parse_frame(&frame(server, client, ACK | capture::PSH, 0, 7)).unwrap();
+    assert_eq!(
+        (packet.flag_letters(), packet.payload_len),
+        ("PA".into(), 7)
+    );
+
+    let client: SocketAddr = "[::1]:40000".parse().unwrap();
+    let server: SocketAddr = "[::1]:8080".parse().unwrap();
+    let packet = capture::parse_frame(&frame(client, server, RST | ACK, 0, 0)).unwrap();
+    assert_eq!((packet.src, packet.dst), (client, server));
+    assert_eq!(
+        (packet.flag_letters(), packet.payload_len),
+        ("RA".into(), 0)
+    );
+
+    let mut not_tcp = frame(client, server, SYN, 0, 0);
+    not_tcp[14 + 6] = 17; // UDP
+    assert_eq!(capture::parse_frame(&not_tcp), None);
+    let short = frame(client, server, SYN, 0, 0);
+    assert_eq!(capture::parse_frame(&short[..14 + 40 + 10]), None);
+}
+
+#[test]
+fn connections_split_on_a_new_syn_and_keep_syn_retransmits() {
+    let server: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let other: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+    let elsewhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let segment = |src, dst, flags| capture::parse_frame(&frame(src, dst, flags, 0, 0)).unwrap();
+    let packets = [
+        // Before any SYN of this client: a stray.
+        segment(server, client, ACK),
+        // Connection 1, then connection 2 from another port.
+        segment(client, server, SYN),
+        segment(other, server, SYN),
+        // A retransmitted SYN, and the rest of connection 1.
+        segment(client, server, SYN),
+        segment(server, client, SYN | ACK),
+        segment(client, server, RST | ACK),
+        // The same client port used again: connection 3.
+        segment(client, server, SYN),
+        segment(server, client, RST | ACK),
+        // Another server: a stray.
+        segment(client, elsewhere, SYN),
+    ];
+    let conversations = capture::connections(&packets, server);
+    let sequences: Vec<(SocketAddr, Vec<String>)> = conversations
+        .connections
+        .iter()
+        .map(|connection| (connection.client, connection.sequence()))
+        .collect();
+    let strings = |sequence: &[&str]| sequence.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        sequences,
+        [
+            (client, strings(&["c:S", "c:S", "s:SA", "c:RA"])),
+            (other, strings(&["c:S"])),
+            (client, strings(&["c:S", "s:RA"])),
+        ]
+    );
+    assert_eq!(
+        conversations.strays.len(),
+        2,
+        "{}",
+        conversations.describe()
+    );
+}
