@@ -120,6 +120,9 @@ impl CheckError {
                  in flight",
             ),
             ErrorKind::Stopped => Some("create a new checker; a stopped one does not restart"),
+            ErrorKind::Io if errno == Some(ENODEV) => {
+                Some("no such network interface: check the interface name (ip link)")
+            }
             _ => None,
         }
     }
@@ -148,11 +151,13 @@ impl Error for CheckError {
 }
 
 #[cfg(unix)]
-use libc::{EADDRINUSE, EADDRNOTAVAIL, EMFILE, ENFILE, ENOBUFS, ENOMEM};
+use libc::{EADDRINUSE, EADDRNOTAVAIL, EMFILE, ENFILE, ENOBUFS, ENODEV, ENOMEM};
 #[cfg(not(unix))]
 const EADDRNOTAVAIL: i32 = -1;
 #[cfg(not(unix))]
 const EMFILE: i32 = -1;
+#[cfg(not(unix))]
+const ENODEV: i32 = -1;
 
 /// Sorts an operating-system error that stopped a check from being made.
 fn kind_of_io_error(error: &io::Error) -> ErrorKind {

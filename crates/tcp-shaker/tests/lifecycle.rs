@@ -5,7 +5,20 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcp_shaker::{Checker, ErrorKind};
+use tcp_shaker::{Checker, CheckerBuilder, ErrorKind, EventLoop};
+
+#[test]
+fn handles_cross_threads() {
+    fn send_and_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_and_sync::<Checker>();
+    send_and_sync::<tcp_shaker::Check>();
+    send_and_sync::<tcp_shaker::CheckEveryAddress>();
+    send_and_sync::<tcp_shaker::Batch>();
+    send_and_sync::<tcp_shaker::CheckError>();
+    send::<CheckerBuilder>();
+    send::<EventLoop>();
+}
 
 #[test]
 fn a_loop_run_on_our_own_thread_serves_checks_until_stopped() {
@@ -101,44 +114,4 @@ fn zero_linger_can_be_chosen_per_checker_and_per_check() {
         1,
         "only the FIN-closed check was accepted"
     );
-}
-
-#[test]
-fn a_source_address_is_used() {
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
-    let checker = Checker::builder()
-        .source_address("127.0.0.2".parse().unwrap())
-        .zero_linger(false)
-        .spawn()
-        .unwrap();
-    assert!(
-        checker
-            .check(address, Duration::from_secs(5))
-            .unwrap()
-            .is_open()
-    );
-    thread::sleep(Duration::from_millis(300));
-    listener.set_nonblocking(true).unwrap();
-    let (_, peer) = listener.accept().unwrap();
-    assert_eq!(peer.ip().to_string(), "127.0.0.2");
-
-    let v6_source = Checker::builder()
-        .source_address("::1".parse().unwrap())
-        .spawn()
-        .unwrap();
-    let v6 = common::open_listener_v6();
-    assert!(
-        v6_source
-            .check(v6.local_addr().unwrap(), Duration::from_secs(5))
-            .unwrap()
-            .is_open()
-    );
-
-    let unusable = Checker::builder()
-        .source_address("192.0.2.1".parse().unwrap())
-        .spawn()
-        .unwrap();
-    let error = unusable.check(address, Duration::from_secs(5)).unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::NoLocalAddress, "{error}");
 }
