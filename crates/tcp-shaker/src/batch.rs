@@ -12,7 +12,7 @@ use crate::engine::{Command, Queue, Scope, Sink};
 use crate::error::CheckError;
 use crate::options::CheckOptions;
 use crate::outcome::Report;
-use crate::target::ToTarget;
+use crate::target::{Target, ToTarget};
 
 /// Submissions buffered beyond this many are handed to the loop without waiting for a call to
 /// [`Batch::next`], so that a long submission run starts checking before it ends.
@@ -23,8 +23,21 @@ const UNSENT_LIMIT: usize = 1024;
 pub struct Completion {
     /// The tag given to [`Batch::submit`].
     pub tag: u64,
-    /// What [`Checker::check`] would have returned.
+    /// What [`Checker::check`] would have returned; for a check from
+    /// [`submit_every_address`](Batch::submit_every_address), the first address's result (or
+    /// the error that ended the check as a whole).
     pub result: Result<Report, CheckError>,
+    /// For a check from [`submit_every_address`](Batch::submit_every_address), the results of
+    /// its other addresses in resolver order; empty otherwise.
+    pub other_addresses: Vec<Result<Report, CheckError>>,
+}
+
+impl Completion {
+    /// Every result of the check: [`result`](Completion::result), then
+    /// [`other_addresses`](Completion::other_addresses).
+    pub fn results(&self) -> impl Iterator<Item = &Result<Report, CheckError>> {
+        std::iter::once(&self.result).chain(&self.other_addresses)
+    }
 }
 
 /// Checks submitted together, results taken as they finish; from [`Checker::batch`].
@@ -78,13 +91,33 @@ impl Batch {
         target: impl ToTarget,
         options: impl Into<CheckOptions>,
     ) -> Result<(), CheckError> {
+        self.submit_scoped(tag, target.to_target()?, options.into(), Scope::Best)
+    }
+
+    /// Adds a check of every address `target` resolves to, as
+    /// [`Checker::check_every_address`] makes it; its [`Completion`] carries one result per
+    /// address.
+    pub fn submit_every_address(
+        &mut self,
+        tag: u64,
+        target: impl ToTarget,
+        options: impl Into<CheckOptions>,
+    ) -> Result<(), CheckError> {
+        self.submit_scoped(tag, target.to_target()?, options.into(), Scope::Every)
+    }
+
+    fn submit_scoped(
+        &mut self,
+        tag: u64,
+        target: Target,
+        options: CheckOptions,
+        scope: Scope,
+    ) -> Result<(), CheckError> {
         let sink = Sink::Queue {
             queue: Arc::clone(&self.queue),
             tag,
         };
-        let request =
-            self.checker
-                .request(target.to_target()?, &options.into(), Scope::Best, sink)?;
+        let request = self.checker.request(target, &options, scope, sink)?;
         self.unsent.push(Command::Check(request));
         self.outstanding += 1;
         if self.unsent.len() >= UNSENT_LIMIT {
@@ -127,9 +160,11 @@ impl Batch {
         }
         let (tag, delivery) = pop(&self.queue)?;
         self.outstanding -= 1;
+        let (result, other_addresses) = delivery.into_first_and_others();
         Some(Completion {
             tag,
-            result: delivery.into_best(),
+            result,
+            other_addresses,
         })
     }
 }

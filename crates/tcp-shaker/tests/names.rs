@@ -170,3 +170,35 @@ fn the_family_filters_resolved_addresses() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidOptions);
 }
+
+#[test]
+fn a_batch_checks_every_address_too() {
+    let listener = common::listener_on("127.0.0.1:0".parse().unwrap(), 128);
+    let port = listener.local_addr().unwrap().port();
+    let checker = two_address_checker(Arc::new(AtomicUsize::new(0)));
+    let mut batch = checker.batch();
+    batch
+        .submit_every_address(7, ("db.test", port), Duration::from_secs(5))
+        .unwrap();
+    batch
+        .submit(8, ("db.test", port), Duration::from_secs(5))
+        .unwrap();
+    batch
+        .submit_every_address(9, ("unknown.test", port), Duration::from_secs(5))
+        .unwrap();
+    let mut completions: Vec<_> = batch.collect();
+    completions.sort_by_key(|c| c.tag);
+    let ips = |c: &tcp_shaker::Completion| -> Vec<IpAddr> {
+        c.results()
+            .map(|r| r.as_ref().unwrap().address().unwrap().ip())
+            .collect()
+    };
+    assert_eq!(ips(&completions[0]), vec![SECOND_LOOPBACK, LOCALHOST_V4]);
+    assert_eq!(ips(&completions[1]), vec![LOCALHOST_V4]);
+    assert!(completions[1].other_addresses.is_empty());
+    assert_eq!(
+        completions[2].result.as_ref().unwrap_err().kind(),
+        ErrorKind::Resolve
+    );
+    assert!(completions[2].other_addresses.is_empty());
+}

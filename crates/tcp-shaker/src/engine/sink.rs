@@ -41,6 +41,20 @@ impl Delivery {
         }
     }
 
+    /// The first result, and those of the other addresses if there are any.
+    pub(crate) fn into_first_and_others(
+        self,
+    ) -> (Result<Report, CheckError>, Vec<Result<Report, CheckError>>) {
+        match self {
+            Delivery::Best(result) => (result, Vec::new()),
+            Delivery::Every(mut results) if !results.is_empty() => {
+                let first = results.remove(0);
+                (first, results)
+            }
+            every => (every.into_best(), Vec::new()),
+        }
+    }
+
     /// The per-address reports an every-address check asked for.
     pub(crate) fn into_every(self) -> EveryAddress {
         match self {
