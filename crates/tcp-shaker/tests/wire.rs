@@ -8,8 +8,7 @@
 //! Tests in this binary run in parallel and every capture sees all of `lo`, so each capture keeps
 //! only the port of its own listener, and connections are told apart by client address and port.
 
-#[path = "common/capture.rs"]
-mod capture;
+use shaker_wire as capture;
 mod common;
 
 use std::collections::BTreeMap;

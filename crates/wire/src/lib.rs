@@ -1,5 +1,6 @@
-//! A small loopback packet capture for the wire tests: an `AF_PACKET` socket bound to `lo` that
-//! keeps the TCP segments to or from one port, read on a thread of its own. Needs `CAP_NET_RAW`.
+//! A small loopback packet capture, for the wire tests and the benchmark: an `AF_PACKET` socket
+//! bound to `lo` that keeps the TCP segments to or from one port, read on a thread of its own.
+//! Needs `CAP_NET_RAW`. Linux only.
 //!
 //! Loopback shows every packet twice, once leaving (`PACKET_OUTGOING`) and once arriving
 //! (`PACKET_HOST`); only the arriving copy is kept. A classic BPF filter, attached before the
@@ -7,10 +8,8 @@
 //! rest of the loopback traffic (other tests, other processes on the machine) can neither crowd
 //! the receive buffer nor reach the results. Should the kernel still drop a packet for want of
 //! buffer space, [`Capture::stop`] says so instead of returning an incomplete list.
-//!
-//! Declared by the test binaries that use it with `#[path = "common/capture.rs"] mod capture;`.
 
-#![allow(dead_code)] // each test binary uses its own subset
+#![cfg(target_os = "linux")]
 
 use std::fmt::Write as _;
 use std::io;
