@@ -15,6 +15,7 @@
 //! 5. hand the turn's results to their waiters, waking each waiter once.
 
 mod connect;
+mod few;
 mod inbox;
 mod lookups;
 mod sink;
@@ -31,10 +32,11 @@ use mio::{Events, Interest, Poll, Token};
 
 use self::connect::Attempt;
 pub(crate) use self::connect::Binding;
+use self::few::Few;
 pub(crate) use self::inbox::{Command, Inbox, LoopFinished, Request, Scope};
 use self::inbox::{Taken, WAKER_TOKEN};
 use self::lookups::{Lookup, Lookups};
-pub(crate) use self::sink::{Delivery, EveryAddress, Queue, Sink, Slot};
+pub(crate) use self::sink::{Arrived, Delivery, EveryAddress, Queue, Sink, Slot, Wait};
 use self::slab::{Key, Slab};
 use self::timers::Timers;
 use crate::error::{CheckError, ErrorKind};
@@ -66,9 +68,9 @@ struct Job {
     scope: Scope,
     sink: Sink,
     /// Keys of the probes still running.
-    probes: Vec<Key>,
+    probes: Few<Key>,
     /// Addresses being checked, in resolver order (empty while resolving).
-    addresses: Vec<SocketAddr>,
+    addresses: Few<SocketAddr>,
     answers: Answers,
 }
 
@@ -198,8 +200,8 @@ impl Engine {
             family: request.family,
             scope: request.scope,
             sink: request.sink,
-            probes: Vec::new(),
-            addresses: Vec::new(),
+            probes: Few::Empty,
+            addresses: Few::Empty,
             answers,
         };
         let key = match self.jobs.insert(job) {
@@ -218,7 +220,7 @@ impl Engine {
             return;
         };
         match job.target.host().clone() {
-            Host::Ip(ip) if job.family.admits(ip) => self.add_probes(key, vec![ip]),
+            Host::Ip(ip) if job.family.admits(ip) => self.add_probes(key, [ip]),
             Host::Ip(_) => {
                 let error = CheckError::new(ErrorKind::InvalidOptions, job.target.to_string())
                     .with_detail("the address is not of the family asked for");
@@ -270,19 +272,18 @@ impl Engine {
         self.add_probes(key, usable);
     }
 
-    fn add_probes(&mut self, key: Key, ips: Vec<IpAddr>) {
+    fn add_probes(&mut self, key: Key, ips: impl IntoIterator<Item = IpAddr>) {
         let Some(job) = self.jobs.get_mut(key) else {
             return;
         };
         let port = job.target.port();
-        job.addresses = ips
-            .into_iter()
-            .map(|ip| SocketAddr::new(ip, port))
-            .collect();
-        if let Answers::Every(answers) = &mut job.answers {
-            answers.resize_with(job.addresses.len(), || None);
+        for ip in ips {
+            job.addresses.push(SocketAddr::new(ip, port));
         }
-        for (index, &address) in job.addresses.iter().enumerate() {
+        if let Answers::Every(answers) = &mut job.answers {
+            answers.resize_with(job.addresses.as_slice().len(), || None);
+        }
+        for (index, &address) in job.addresses.as_slice().iter().enumerate() {
             let probe = Probe {
                 job: key,
                 index,
@@ -396,7 +397,7 @@ impl Engine {
         let Some(job) = self.jobs.get_mut(probe.job) else {
             return;
         };
-        job.probes.retain(|&other| other != key);
+        job.probes.remove(key);
         let result = match outcome {
             Ok(outcome) => Ok(outcome),
             Err(error) => Outcome::from_connect_error(&error).ok_or(error),
@@ -430,7 +431,7 @@ impl Engine {
                 job.answers
                     .record(0, Ok(Report::new(None, Outcome::TimedOut, elapsed)));
             }
-            for &probe_key in &job.probes {
+            for &probe_key in job.probes.as_slice() {
                 if let Some(probe) = self.probes.get(probe_key) {
                     let report = Report::new(Some(probe.address), Outcome::TimedOut, elapsed);
                     job.answers.record(probe.index, Ok(report));
@@ -450,13 +451,15 @@ impl Engine {
         self.drop_probes(&job);
         let delivery = match failure {
             Err(error) => Delivery::failed(error),
-            Ok(()) => job.answers.into_delivery(&job.target, &job.addresses),
+            Ok(()) => job
+                .answers
+                .into_delivery(&job.target, job.addresses.as_slice()),
         };
         self.deliveries.push((job.sink, delivery));
     }
 
     fn drop_probes(&mut self, job: &Job) {
-        for &probe in &job.probes {
+        for &probe in job.probes.as_slice() {
             self.probes.remove(probe);
         }
     }
