@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checker::Checker;
-use crate::engine::{Command, Queue, Scope, Sink};
+use crate::engine::{Arrived, Command, Queue, Scope, Sink, Wait};
 use crate::error::CheckError;
 use crate::options::CheckOptions;
 use crate::outcome::Report;
@@ -68,6 +68,8 @@ pub struct Batch {
     checker: Checker,
     queue: Arc<Queue>,
     unsent: Vec<Command>,
+    /// Results taken from the queue in one go and not yet handed out.
+    arrived: Arrived,
     outstanding: usize,
 }
 
@@ -77,6 +79,7 @@ impl Batch {
             checker,
             queue: Arc::new(Queue::new()),
             unsent: Vec::new(),
+            arrived: Arrived::new(),
             outstanding: 0,
         }
     }
@@ -142,23 +145,23 @@ impl Batch {
     /// The next result, waiting until `deadline` at most; `None` if the deadline passed first
     /// or nothing is outstanding (tell them apart with [`outstanding`](Batch::outstanding)).
     pub fn next_until(&mut self, deadline: Instant) -> Option<Completion> {
-        self.take(|queue| queue.pop(Some(deadline)))
+        self.take(Wait::Until(deadline))
     }
 
     /// The next result if one has arrived, without waiting.
     pub fn try_next(&mut self) -> Option<Completion> {
-        self.take(Queue::try_pop)
+        self.take(Wait::No)
     }
 
-    fn take(
-        &mut self,
-        pop: impl FnOnce(&Queue) -> Option<(u64, crate::engine::Delivery)>,
-    ) -> Option<Completion> {
+    fn take(&mut self, wait: Wait) -> Option<Completion> {
         self.flush();
         if self.outstanding == 0 {
             return None;
         }
-        let (tag, delivery) = pop(&self.queue)?;
+        if self.arrived.is_empty() {
+            self.queue.take_all(&mut self.arrived, wait);
+        }
+        let (tag, delivery) = self.arrived.pop_front()?;
         self.outstanding -= 1;
         let (result, other_addresses) = delivery.into_first_and_others();
         Some(Completion {
@@ -174,7 +177,7 @@ impl Iterator for Batch {
 
     /// The next result, waiting for it; `None` once every submitted check has been taken.
     fn next(&mut self) -> Option<Completion> {
-        self.take(|queue| queue.pop(None))
+        self.take(Wait::Forever)
     }
 }
 

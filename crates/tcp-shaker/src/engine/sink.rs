@@ -203,6 +203,17 @@ impl Slot {
     }
 }
 
+/// Results taken from a [`Queue`], with their tags, in the order they finished.
+pub(crate) type Arrived = VecDeque<(u64, Delivery)>;
+
+/// How long [`Queue::take_all`] waits for a first result.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    No,
+    Until(Instant),
+    Forever,
+}
+
 /// Results of many checks, in the order they finish.
 pub(crate) struct Queue {
     state: Mutex<QueueState>,
@@ -212,7 +223,7 @@ pub(crate) struct Queue {
 
 #[derive(Default)]
 struct QueueState {
-    completions: VecDeque<(u64, Delivery)>,
+    completions: Arrived,
     consumer_waiting: bool,
 }
 
@@ -229,21 +240,22 @@ impl Queue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The next result, waiting for it until `deadline` (forever if `None`).
-    pub(crate) fn pop(&self, deadline: Option<Instant>) -> Option<(u64, Delivery)> {
+    /// Moves every result that has arrived into `into` (which must be empty, and whose
+    /// allocation is swapped in for reuse), first waiting as `wait` says for at least one.
+    pub(crate) fn take_all(&self, into: &mut Arrived, wait: Wait) {
         let mut state = self.lock();
-        loop {
-            if let Some(completion) = state.completions.pop_front() {
-                return Some(completion);
-            }
+        while state.completions.is_empty() {
             state.consumer_waiting = true;
-            state = match deadline {
-                None => self
+            state = match wait {
+                Wait::No => return,
+                Wait::Forever => self
                     .ready
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let left = deadline.checked_duration_since(Instant::now())?;
+                Wait::Until(deadline) => {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        return;
+                    };
                     self.ready
                         .wait_timeout(state, left)
                         .unwrap_or_else(PoisonError::into_inner)
@@ -251,11 +263,7 @@ impl Queue {
                 }
             };
         }
-    }
-
-    /// The next result if one is there.
-    pub(crate) fn try_pop(&self) -> Option<(u64, Delivery)> {
-        self.lock().completions.pop_front()
+        std::mem::swap(&mut state.completions, into);
     }
 
     /// Tells the loop that nobody will read further results: checks not yet started are dropped
