@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcp_shaker::{CheckError, Checker, ErrorKind, Report};
+use tcp_shaker::{CheckError, Checker, ErrorKind, Outcome, Report};
 
 /// Set in the child's environment: run the scenario.
 const CHILD: &str = "TCP_SHAKER_FD_LIMIT_CHILD";
@@ -86,6 +86,7 @@ fn fd_limit_child() {
     }
     let listener = common::open_listener();
     let address = listener.local_addr().unwrap();
+    let silent = common::SilentListener::new();
     // Created while descriptors are plentiful: its loop thread will hit the limit.
     let checker = Checker::new().unwrap();
     assert!(checker.check(address, TIMEOUT).unwrap().is_open());
@@ -129,24 +130,24 @@ fn fd_limit_child() {
     );
 
     // A few descriptors free: as many checks at once as there are descriptors get through, the
-    // others fail with the typed error (the loop starts them all in the same turn).
+    // others fail with the typed error (the loop starts them all in the same turn). The checks
+    // go to a silent port, so that each keeps its socket until its deadline: a loopback check
+    // of an open port is answered within connect() and gives its descriptor back at once.
     const FREED: usize = 4;
     files.truncate(files.len() - FREED);
     assert!(checker.check(address, TIMEOUT).unwrap().is_open());
-    let results = batch_of(&checker, address, 40);
-    let open = results
-        .iter()
-        .filter(|result| result.as_ref().is_ok_and(Report::is_open))
-        .count();
+    let results = batch_with_timeout(&checker, silent.address, 40, Duration::from_millis(300));
+    let made = results.iter().filter(|result| result.is_ok()).count();
     for result in &results {
-        if let Err(error) = result {
-            assert_out_of_descriptors(error, address);
+        match result {
+            Err(error) => assert_out_of_descriptors(error, silent.address),
+            Ok(report) => assert_eq!(report.outcome(), Outcome::TimedOut, "{report:?}"),
         }
     }
-    println!("with {FREED} descriptors free, {open} of 40 checks at once were made");
-    assert!(open >= 1, "no check was made with {FREED} descriptors free");
+    println!("with {FREED} descriptors free, {made} of 40 checks at once were made");
+    assert!(made >= 1, "no check was made with {FREED} descriptors free");
     assert!(
-        open < 40,
+        made < 40,
         "40 checks at once were made with only {FREED} descriptors"
     );
 
@@ -247,9 +248,18 @@ fn set_open_files_limit(soft: libc::rlim_t) {
 
 /// The results of `count` checks of `address` submitted at once.
 fn batch_of(checker: &Checker, address: SocketAddr, count: u64) -> Vec<Result<Report, CheckError>> {
+    batch_with_timeout(checker, address, count, TIMEOUT)
+}
+
+fn batch_with_timeout(
+    checker: &Checker,
+    address: SocketAddr,
+    count: u64,
+    timeout: Duration,
+) -> Vec<Result<Report, CheckError>> {
     let mut batch = checker.batch();
     for tag in 0..count {
-        batch.submit(tag, address, TIMEOUT).unwrap();
+        batch.submit(tag, address, timeout).unwrap();
     }
     batch.map(|completion| completion.result).collect()
 }

@@ -9,6 +9,11 @@
 //! Other systems (the BSDs, macOS, Windows) acknowledge a SYN-ACK at once and offer no switch to
 //! hold it back, so there the same steps make a full connection, closed with RST: the server's
 //! application may see it accepted and reset.
+//!
+//! To a loopback address, Linux runs the whole handshake inside `connect()`: the SYN is
+//! delivered, and the SYN-ACK or RST comes back, before the call returns. There the outcome is
+//! read at once (`getpeername`, then `SO_ERROR` if not connected) and the socket closed, which
+//! saves registering it with the poller and waiting for an event it already has.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -51,10 +56,43 @@ pub(crate) fn start(address: SocketAddr, zero_linger: bool, binding: &Binding) -
     };
     match socket.connect(&SockAddr::from(address)) {
         Ok(()) => Attempt::Answered(Ok(())),
-        Err(error) if is_in_progress(&error) => {
-            Attempt::InProgress(TcpStream::from_std(std::net::TcpStream::from(socket)))
-        }
+        Err(error) if is_in_progress(&error) => match answered_in_connect(&socket, address) {
+            Some(answer) => Attempt::Answered(answer),
+            None => Attempt::InProgress(TcpStream::from_std(std::net::TcpStream::from(socket))),
+        },
         Err(error) => Attempt::Answered(Err(error)),
+    }
+}
+
+/// The outcome of a handshake that `connect()` already completed, which happens to loopback
+/// destinations on Linux; `None` when it is still under way (or the destination is elsewhere).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn answered_in_connect(socket: &Socket, address: SocketAddr) -> Option<io::Result<()>> {
+    if !is_loopback(address.ip()) {
+        return None;
+    }
+    match socket.peer_addr() {
+        Ok(_) => Some(Ok(())),
+        Err(error) if error.raw_os_error() != Some(libc::ENOTCONN) => Some(Err(error)),
+        // Not connected: refused or unreachable already (an error is pending), or still waiting.
+        Err(_) => match socket.take_error() {
+            Ok(None) => None,
+            Ok(Some(error)) | Err(error) => Some(Err(error)),
+        },
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn answered_in_connect(_socket: &Socket, _address: SocketAddr) -> Option<io::Result<()>> {
+    None
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }
 
