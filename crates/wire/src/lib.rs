@@ -4,10 +4,15 @@
 //!
 //! Loopback shows every packet twice, once leaving (`PACKET_OUTGOING`) and once arriving
 //! (`PACKET_HOST`); only the arriving copy is kept. A classic BPF filter, attached before the
-//! socket is bound, drops everything but TCP to or from the port inside the kernel, so that the
-//! rest of the loopback traffic (other tests, other processes on the machine) can neither crowd
-//! the receive buffer nor reach the results. Should the kernel still drop a packet for want of
-//! buffer space, [`Capture::stop`] says so instead of returning an incomplete list.
+//! socket is bound, drops the leaving copies and everything but TCP to or from the port inside
+//! the kernel, so that the rest of the loopback traffic (other tests, other processes on the
+//! machine) can neither crowd the receive buffer nor reach the results. The same filter can keep
+//! only a sample of the connections, chosen by client port ([`Capture::start_sampled`]), for
+//! captures of more traffic than a reader thread can take. Should the kernel still drop a packet
+//! for want of buffer space, [`Capture::stop`] says so instead of returning an incomplete list.
+//!
+//! Each captured packet carries the kernel's receive timestamp (`SO_TIMESTAMPNS`): the moment
+//! the arriving copy entered the loopback receive path, comparable between packets.
 
 #![cfg(target_os = "linux")]
 
@@ -19,7 +24,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// TCP header flags, as in the header's flags byte.
 pub const FIN: u8 = 0x01;
@@ -68,6 +73,9 @@ pub struct Packet {
     pub ack: u32,
     /// Bytes of TCP payload, from the IP length fields (not from what was captured).
     pub payload_len: usize,
+    /// When the kernel received the packet (`SO_TIMESTAMPNS`, real-time clock): set for every
+    /// packet a [`Capture`] returns, `None` for a frame parsed with [`parse_frame`].
+    pub timestamp: Option<SystemTime>,
 }
 
 impl Packet {
@@ -135,6 +143,7 @@ pub fn parse_frame(frame: &[u8]) -> Option<Packet> {
         seq: u32::from_be_bytes(field(tcp, 4)?),
         ack: u32::from_be_bytes(field(tcp, 8)?),
         payload_len: ip_payload.saturating_sub(data_offset),
+        timestamp: None,
     })
 }
 
@@ -155,7 +164,18 @@ impl Capture {
     ///
     /// Returns once the socket is bound: every packet sent after this is seen.
     pub fn start(port: u16) -> io::Result<Capture> {
-        let socket = open_socket(port)?;
+        Capture::start_sampled(port, 0)
+    }
+
+    /// Starts capturing like [`start`](Capture::start), but keeps only the connections whose
+    /// client port (the other end's port) has none of the bits of `client_port_mask` set: with
+    /// `0b11110`, one connection in 16. The choice is made by the kernel's filter, so the
+    /// connections left out cost the reader nothing. A mask of 0 keeps every connection.
+    ///
+    /// Linux gives `connect()` mostly even source ports, so a mask meant to sample connections
+    /// should leave bit 0 out.
+    pub fn start_sampled(port: u16, client_port_mask: u16) -> io::Result<Capture> {
+        let socket = open_socket(port, client_port_mask)?;
         let stop = Arc::new(AtomicBool::new(false));
         let reader = thread::Builder::new()
             .name(format!("capture-{port}"))
@@ -199,8 +219,9 @@ impl Drop for Capture {
     }
 }
 
-/// An `AF_PACKET` socket on `lo` that receives only TCP to or from `port`.
-fn open_socket(port: u16) -> io::Result<OwnedFd> {
+/// An `AF_PACKET` socket on `lo` that receives only TCP to or from `port`, of the connections
+/// whose client port has no bit of `client_port_mask` set, with receive timestamps.
+fn open_socket(port: u16, client_port_mask: u16) -> io::Result<OwnedFd> {
     // Protocol 0: the socket receives nothing until it is bound, so no packet slips in before
     // the filter is attached. The bind below then asks for every protocol (ETH_P_ALL).
     // SAFETY: socket() takes no pointers; its result is checked before use.
@@ -210,7 +231,7 @@ fn open_socket(port: u16) -> io::Result<OwnedFd> {
     }
     // SAFETY: `fd` is a descriptor just returned by socket(), owned by nothing else.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    attach_port_filter(&socket, port)?;
+    attach_port_filter(&socket, port, client_port_mask)?;
     // SO_RCVBUFFORCE passes net.core.rmem_max (root only); fall back to what SO_RCVBUF allows.
     set_option(
         &socket,
@@ -224,6 +245,8 @@ fn open_socket(port: u16) -> io::Result<OwnedFd> {
         tv_usec: READ_TIMEOUT.as_micros() as libc::suseconds_t,
     };
     set_option(&socket, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
+    let on: libc::c_int = 1;
+    set_option(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on)?;
     bind_to_loopback(&socket)?;
     Ok(socket)
 }
@@ -256,10 +279,24 @@ fn bind_to_loopback(socket: &OwnedFd) -> io::Result<()> {
     }
 }
 
-/// Attaches the classic BPF program of `tcpdump -dd "tcp port PORT"` (Ethernet framing): TCP
-/// over IPv6 without extension headers, or over IPv4 (first fragments only), with `port` as
-/// source or destination port; at most [`SNAP_LENGTH`] bytes of each packet are kept.
-fn attach_port_filter(socket: &OwnedFd, port: u16) -> io::Result<()> {
+/// Attaches a classic BPF program that keeps what `tcpdump -dd "tcp port PORT"` keeps (Ethernet
+/// framing: TCP over IPv6 without extension headers, or over IPv4, first fragments only, with
+/// `port` as source or destination port), minus the leaving copy of each loopback packet, minus
+/// the connections whose client port has a bit of `client_port_mask` set. At most
+/// [`SNAP_LENGTH`] bytes of each packet are kept.
+fn attach_port_filter(socket: &OwnedFd, port: u16, client_port_mask: u16) -> io::Result<()> {
+    let mut program = filter_program(port, client_port_mask)?;
+    let fprog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_mut_ptr(),
+    };
+    // The kernel copies the program during the call; `program` outlives it.
+    set_option(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// The classic BPF program of [`attach_port_filter`]. Fails only if its jumps were mistyped.
+fn filter_program(port: u16, client_port_mask: u16) -> io::Result<Vec<libc::sock_filter>> {
+    const LDW_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const LDH_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
     const LDB_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
     const LDH_IND: u16 = 0x48; // BPF_LD | BPF_H | BPF_IND
@@ -267,37 +304,77 @@ fn attach_port_filter(socket: &OwnedFd, port: u16) -> io::Result<()> {
     const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const JSET: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
     const RET: u16 = 0x06; // BPF_RET | BPF_K
-    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    /// The packet type: an ancillary field the kernel offers at a negative offset.
+    const PACKET_TYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
+    const IPV4_SOURCE_PORT: u32 = ETHERNET_HEADER as u32; // plus X, the IPv4 header length
+    const IPV4_DESTINATION_PORT: u32 = ETHERNET_HEADER as u32 + 2;
+    const IPV6_SOURCE_PORT: u32 = ETHERNET_HEADER as u32 + 40;
+    const IPV6_DESTINATION_PORT: u32 = ETHERNET_HEADER as u32 + 42;
+    const V4: usize = 14;
+    const ACCEPT: usize = 28;
+    const DROP: usize = 29;
     let port = u32::from(port);
-    // Jumps count instructions from the next one (`jt`: if true, `jf`): 18 accepts, 19 drops.
-    let mut program = [
-        op(LDH_ABS, 0, 0, 12),                         // 0: ethertype
-        op(JEQ, 0, 6, u32::from(ETHERTYPE_IPV6)),      // 1: IPv6? else 8
-        op(LDB_ABS, 0, 0, 20),                         // 2: IPv6 next header
-        op(JEQ, 0, 15, u32::from(IPPROTO_TCP)),        // 3: TCP? else drop
-        op(LDH_ABS, 0, 0, 54),                         // 4: source port
-        op(JEQ, 12, 0, port),                          // 5: ours? accept
-        op(LDH_ABS, 0, 0, 56),                         // 6: destination port
-        op(JEQ, 10, 11, port),                         // 7: ours? accept : drop
-        op(JEQ, 0, 10, u32::from(ETHERTYPE_IPV4)),     // 8: IPv4? else drop
-        op(LDB_ABS, 0, 0, 23),                         // 9: IPv4 protocol
-        op(JEQ, 0, 8, u32::from(IPPROTO_TCP)),         // 10: TCP? else drop
-        op(LDH_ABS, 0, 0, 20),                         // 11: flags and fragment offset
-        op(JSET, 6, 0, 0x1fff),                        // 12: a later fragment? drop
-        op(LDX_MSH, 0, 0, ETHERNET_HEADER as u32),     // 13: X = IPv4 header length
-        op(LDH_IND, 0, 0, ETHERNET_HEADER as u32),     // 14: source port
-        op(JEQ, 2, 0, port),                           // 15: ours? accept
-        op(LDH_IND, 0, 0, ETHERNET_HEADER as u32 + 2), // 16: destination port
-        op(JEQ, 0, 1, port),                           // 17: ours? accept : drop
-        op(RET, 0, 0, SNAP_LENGTH),                    // 18: accept
-        op(RET, 0, 0, 0),                              // 19: drop
+    let mask = u32::from(client_port_mask);
+    let outgoing = u32::from(libc::PACKET_OUTGOING);
+    let (tcp, ipv4, ipv6) = (
+        u32::from(IPPROTO_TCP),
+        u32::from(ETHERTYPE_IPV4),
+        u32::from(ETHERTYPE_IPV6),
+    );
+    // (code, k, where to go if true, if false), by position in this list; an instruction that
+    // does not jump names the next one.
+    let instructions: [(u16, u32, usize, usize); 30] = [
+        (LDW_ABS, PACKET_TYPE, 1, 1),                  // 0
+        (JEQ, outgoing, DROP, 2),                      // 1: the leaving copy: drop
+        (LDH_ABS, 12, 3, 3),                           // 2: ethertype
+        (JEQ, ipv6, 4, V4),                            // 3
+        (LDB_ABS, 20, 5, 5),                           // 4: IPv6 next header
+        (JEQ, tcp, 6, DROP),                           // 5
+        (LDH_ABS, IPV6_SOURCE_PORT, 7, 7),             // 6
+        (JEQ, port, 12, 8),                            // 7: from the server? its client is at 12
+        (LDH_ABS, IPV6_DESTINATION_PORT, 9, 9),        // 8
+        (JEQ, port, 10, DROP),                         // 9: to the server? its client is at 10
+        (LDH_ABS, IPV6_SOURCE_PORT, 11, 11),           // 10: the client's port
+        (JSET, mask, DROP, ACCEPT),                    // 11: not in the sample: drop
+        (LDH_ABS, IPV6_DESTINATION_PORT, 13, 13),      // 12: the client's port
+        (JSET, mask, DROP, ACCEPT),                    // 13: not in the sample: drop
+        (JEQ, ipv4, 15, DROP),                         // 14 (V4): the ethertype is still loaded
+        (LDB_ABS, ETHERNET_HEADER as u32 + 9, 16, 16), // 15: IPv4 protocol
+        (JEQ, tcp, 17, DROP),                          // 16
+        (LDH_ABS, ETHERNET_HEADER as u32 + 6, 18, 18), // 17: flags and fragment offset
+        (JSET, 0x1fff, DROP, 19),                      // 18: a later fragment: drop
+        (LDX_MSH, ETHERNET_HEADER as u32, 20, 20),     // 19: X = IPv4 header length
+        (LDH_IND, IPV4_SOURCE_PORT, 21, 21),           // 20
+        (JEQ, port, 26, 22),                           // 21: from the server? its client is at 26
+        (LDH_IND, IPV4_DESTINATION_PORT, 23, 23),      // 22
+        (JEQ, port, 24, DROP),                         // 23: to the server? its client is at 24
+        (LDH_IND, IPV4_SOURCE_PORT, 25, 25),           // 24: the client's port
+        (JSET, mask, DROP, ACCEPT),                    // 25: not in the sample: drop
+        (LDH_IND, IPV4_DESTINATION_PORT, 27, 27),      // 26: the client's port
+        (JSET, mask, DROP, ACCEPT),                    // 27: not in the sample: drop
+        (RET, SNAP_LENGTH, 29, 29),                    // 28 (ACCEPT)
+        (RET, 0, 30, 30),                              // 29 (DROP)
     ];
-    let fprog = libc::sock_fprog {
-        len: program.len() as libc::c_ushort,
-        filter: program.as_mut_ptr(),
-    };
-    // The kernel copies the program during the call; `program` outlives it.
-    set_option(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+    instructions
+        .iter()
+        .enumerate()
+        .map(|(at, &(code, k, if_true, if_false))| {
+            // BPF jumps forward only, counting from the next instruction.
+            let offset = |to: usize| {
+                to.checked_sub(at + 1)
+                    .and_then(|offset| u8::try_from(offset).ok())
+                    .ok_or_else(|| {
+                        io::Error::other(format!("filter instruction {at} jumps to {to}"))
+                    })
+            };
+            Ok(libc::sock_filter {
+                code,
+                jt: offset(if_true)?,
+                jf: offset(if_false)?,
+                k,
+            })
+        })
+        .collect()
 }
 
 /// `setsockopt(level, name)` with `value` as the option's bytes.
@@ -330,23 +407,28 @@ fn set_option<T>(
 fn read_until_stopped(socket: &OwnedFd, port: u16, stop: &AtomicBool) -> io::Result<Vec<Packet>> {
     let mut packets = Vec::new();
     let mut buffer = [0u8; 2 * SNAP_LENGTH as usize];
+    // Room for the timestamp's control message, aligned as control messages must be.
+    let mut control = [0u64; 8];
     loop {
         // SAFETY: sockaddr_ll is a plain C struct of integers and byte arrays; all zeroes is a
         // valid value of it.
         let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
-        let mut from_len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: the buffer pointer and length describe `buffer`; `from` and `from_len` describe
-        // a sockaddr_ll the kernel fills at most `from_len` bytes of. All outlive the call.
-        let received = unsafe {
-            libc::recvfrom(
-                socket.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                0,
-                (&mut from as *mut libc::sockaddr_ll).cast(),
-                &mut from_len,
-            )
+        let mut data = libc::iovec {
+            iov_base: buffer.as_mut_ptr().cast(),
+            iov_len: buffer.len(),
         };
+        // SAFETY: msghdr is a plain C struct of integers and pointers; all zeroes (null
+        // pointers, zero lengths) is a valid value of it.
+        let mut message: libc::msghdr = unsafe { mem::zeroed() };
+        message.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
+        message.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        message.msg_iov = &mut data;
+        message.msg_iovlen = 1;
+        message.msg_control = control.as_mut_ptr().cast();
+        message.msg_controllen = mem::size_of_val(&control) as _;
+        // SAFETY: `message` points at `from`, `data` (which describes `buffer`) and `control`,
+        // with their sizes; the kernel writes within those sizes, and all outlive the call.
+        let received = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut message, 0) };
         let Ok(length) = usize::try_from(received) else {
             let error = io::Error::last_os_error();
             match error.kind() {
@@ -363,11 +445,12 @@ fn read_until_stopped(socket: &OwnedFd, port: u16, stop: &AtomicBool) -> io::Res
             }
         };
         if from.sll_pkttype == libc::PACKET_OUTGOING {
-            continue; // the departing copy of a loopback packet; its arriving copy follows
+            continue; // a departing copy (the filter drops them already); its arriving copy follows
         }
         let frame = buffer.get(..length).unwrap_or(&buffer);
-        if let Some(packet) = parse_frame(frame) {
+        if let Some(mut packet) = parse_frame(frame) {
             if packet.src.port() == port || packet.dst.port() == port {
+                packet.timestamp = receive_timestamp(&message);
                 packets.push(packet);
             }
         }
@@ -381,6 +464,30 @@ fn read_until_stopped(socket: &OwnedFd, port: u16, stop: &AtomicBool) -> io::Res
         )));
     }
     Ok(packets)
+}
+
+/// The `SCM_TIMESTAMPNS` control message of a received message, if the kernel sent one.
+fn receive_timestamp(message: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: `message` was filled by recvmsg(); its control pointer and length describe the
+    // control buffer, still alive, which CMSG_FIRSTHDR and CMSG_NXTHDR stay within (returning
+    // null past its end).
+    let mut header = unsafe { libc::CMSG_FIRSTHDR(message) };
+    while !header.is_null() {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR/CMSG_NXTHDR lies within the buffer.
+        let cmsghdr = unsafe { &*header };
+        if cmsghdr.cmsg_level == libc::SOL_SOCKET && cmsghdr.cmsg_type == libc::SCM_TIMESTAMPNS {
+            // SAFETY: an SCM_TIMESTAMPNS message carries one struct timespec after its header
+            // (the kernel wrote it within the buffer); it may be unaligned for timespec.
+            let time: libc::timespec =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(header).cast()) };
+            let seconds = u64::try_from(time.tv_sec).ok()?;
+            let nanoseconds = u32::try_from(time.tv_nsec).ok()?;
+            return UNIX_EPOCH.checked_add(Duration::new(seconds, nanoseconds));
+        }
+        // SAFETY: as for CMSG_FIRSTHDR; `header` is a header within the buffer.
+        header = unsafe { libc::CMSG_NXTHDR(message, header) };
+    }
+    None
 }
 
 /// How many packets the kernel dropped for this socket (`PACKET_STATISTICS`).
@@ -539,4 +646,129 @@ pub fn connections(packets: &[Packet], server: SocketAddr) -> Conversations {
 /// Address and port equality, ignoring IPv6 flow information and scope.
 fn same_address(a: SocketAddr, b: SocketAddr) -> bool {
     a.ip() == b.ip() && a.port() == b.port()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a classic BPF program of the instructions [`filter_program`] uses on `frame`, as
+    /// the kernel would for a packet of type `packet_type`; returns the bytes kept.
+    fn run_filter(program: &[libc::sock_filter], frame: &[u8], packet_type: u8) -> u32 {
+        let load = |at: u32, size: usize| -> Option<u32> {
+            let at = usize::try_from(at).ok()?;
+            let bytes = frame.get(at..at + size)?;
+            Some(
+                bytes
+                    .iter()
+                    .fold(0, |value, &byte| value << 8 | u32::from(byte)),
+            )
+        };
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        loop {
+            let instruction = program[pc];
+            pc += 1;
+            let (k, jt, jf) = (
+                instruction.k,
+                usize::from(instruction.jt),
+                usize::from(instruction.jf),
+            );
+            // A load out of the packet ends the program with 0, as in the kernel.
+            let loaded = match instruction.code {
+                0x20 if k == (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32 => {
+                    Some(u32::from(packet_type))
+                }
+                0x28 => load(k, 2),
+                0x30 => load(k, 1),
+                0x48 => load(x + k, 2),
+                0xb1 => {
+                    x = 4 * (load(k, 1).unwrap_or(0) & 0xf);
+                    continue;
+                }
+                0x15 => {
+                    pc += if a == k { jt } else { jf };
+                    continue;
+                }
+                0x45 => {
+                    pc += if a & k != 0 { jt } else { jf };
+                    continue;
+                }
+                0x06 => return k,
+                code => panic!("instruction {code:#x} is not interpreted here"),
+            };
+            match loaded {
+                Some(value) => a = value,
+                None => return 0,
+            }
+        }
+    }
+
+    /// An Ethernet frame as `lo` shows it, carrying a TCP header from `src` to `dst` (IPv4 with
+    /// `ip_options` bytes of options, or IPv6).
+    fn frame(src: SocketAddr, dst: SocketAddr, ip_options: usize) -> Vec<u8> {
+        let mut tcp = Vec::new();
+        tcp.extend(src.port().to_be_bytes());
+        tcp.extend(dst.port().to_be_bytes());
+        tcp.extend([0; 8]); // seq, ack
+        tcp.extend([0x50, SYN, 0xff, 0xff, 0, 0, 0, 0]); // 20-byte header
+        let mut frame = vec![0; 12];
+        match (src.ip(), dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let header = 20 + ip_options;
+                frame.extend([0x08, 0x00, 0x40 | (header / 4) as u8, 0]);
+                frame.extend(((header + tcp.len()) as u16).to_be_bytes());
+                frame.extend([0, 0, 0x40, 0, 64, IPPROTO_TCP, 0, 0]);
+                frame.extend(s.octets());
+                frame.extend(d.octets());
+                frame.extend(vec![1; ip_options]);
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                frame.extend([0x86, 0xdd, 0x60, 0, 0, 0]);
+                frame.extend((tcp.len() as u16).to_be_bytes());
+                frame.extend([IPPROTO_TCP, 64]);
+                frame.extend(s.octets());
+                frame.extend(d.octets());
+            }
+            _ => unreachable!("one family per frame"),
+        }
+        frame.extend(tcp);
+        frame
+    }
+
+    #[test]
+    fn the_filter_keeps_arriving_tcp_of_the_port_from_sampled_clients() {
+        const PORT: u16 = 8080;
+        const MASK: u16 = 0b11110;
+        let program = filter_program(PORT, MASK).unwrap();
+        let everything = filter_program(PORT, 0).unwrap();
+        for (client, server) in [("127.0.0.1", "127.0.0.1"), ("::1", "::1")] {
+            let server = SocketAddr::new(server.parse().unwrap(), PORT);
+            let client_ip: IpAddr = client.parse().unwrap();
+            for ip_options in [0, 8] {
+                for client_port in [40000u16, 40001, 40002, 40004, 40016, 40032, 40033] {
+                    let client = SocketAddr::new(client_ip, client_port);
+                    let sampled = client_port & MASK == 0;
+                    for (src, dst) in [(client, server), (server, client)] {
+                        let bytes = frame(src, dst, ip_options);
+                        let kept = run_filter(&program, &bytes, libc::PACKET_HOST);
+                        let expected = if sampled { SNAP_LENGTH } else { 0 };
+                        assert_eq!(kept, expected, "{src} -> {dst}, options {ip_options}");
+                        assert_eq!(
+                            run_filter(&everything, &bytes, libc::PACKET_HOST),
+                            SNAP_LENGTH,
+                            "{src} -> {dst}, no sampling"
+                        );
+                        assert_eq!(
+                            run_filter(&everything, &bytes, libc::PACKET_OUTGOING),
+                            0,
+                            "{src} -> {dst}: the leaving copy"
+                        );
+                    }
+                }
+            }
+            let elsewhere = SocketAddr::new(client_ip, 9);
+            let other = frame(SocketAddr::new(client_ip, 40000), elsewhere, 0);
+            assert_eq!(run_filter(&everything, &other, libc::PACKET_HOST), 0);
+        }
+    }
 }
