@@ -240,6 +240,7 @@ pub struct CheckerBuilder {
     zero_linger: bool,
     binding: Binding,
     connects_per_turn: usize,
+    max_sockets: usize,
     resolver: Arc<dyn Resolve>,
     resolver_threads: usize,
 }
@@ -250,6 +251,7 @@ impl Default for CheckerBuilder {
             zero_linger: true,
             binding: Binding::default(),
             connects_per_turn: DEFAULT_CONNECTS_PER_TURN,
+            max_sockets: default_max_sockets(),
             resolver: Arc::new(SystemResolver),
             resolver_threads: DEFAULT_RESOLVER_THREADS,
         }
@@ -303,6 +305,14 @@ impl CheckerBuilder {
         self
     }
 
+    /// How many checks may have a socket open at once (default: the process's soft limit of
+    /// open files, less 64 for the rest of the program). Further checks wait in the loop's queue,
+    /// their deadlines running, instead of failing for want of descriptors.
+    pub fn max_sockets(mut self, sockets: usize) -> CheckerBuilder {
+        self.max_sockets = sockets.max(1);
+        self
+    }
+
     /// Builds the checker and starts its loop on a new thread named `tcp-shaker`.
     pub fn spawn(self) -> io::Result<Checker> {
         let (inbox, event_loop) = self.build_loop()?;
@@ -324,11 +334,39 @@ impl CheckerBuilder {
             zero_linger: self.zero_linger,
             binding: self.binding,
             connects_per_turn: self.connects_per_turn,
+            max_sockets: self.max_sockets,
             resolver: self.resolver,
             resolver_threads: self.resolver_threads,
         })?;
         Ok((Arc::clone(engine.inbox()), EventLoop { engine }))
     }
+}
+
+/// Descriptors left to the rest of the program by the default [`CheckerBuilder::max_sockets`].
+const DESCRIPTORS_LEFT_TO_THE_PROGRAM: usize = 64;
+/// The default [`CheckerBuilder::max_sockets`] where the open-files limit is unknown or
+/// unlimited.
+const MAX_SOCKETS_WITHOUT_LIMIT: usize = 1 << 16;
+
+#[cfg(unix)]
+fn default_max_sockets() -> usize {
+    // SAFETY: getrlimit writes into the struct it is given, which outlives the call.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RLIMIT_NOFILE is a valid resource.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return MAX_SOCKETS_WITHOUT_LIMIT;
+    }
+    usize::try_from(limit.rlim_cur)
+        .unwrap_or(MAX_SOCKETS_WITHOUT_LIMIT)
+        .saturating_sub(DESCRIPTORS_LEFT_TO_THE_PROGRAM)
+        .clamp(DESCRIPTORS_LEFT_TO_THE_PROGRAM, MAX_SOCKETS_WITHOUT_LIMIT)
+}
+
+#[cfg(not(unix))]
+fn default_max_sockets() -> usize {
+    MAX_SOCKETS_WITHOUT_LIMIT
 }
 
 /// The loop of a checker built with [`CheckerBuilder::build`], to run on a thread of your

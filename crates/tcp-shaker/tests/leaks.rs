@@ -517,3 +517,44 @@ fn a_dropped_batch_closes_its_sockets_at_once() {
         "the dropped checker left descriptors open"
     );
 }
+
+/// A flood of checks never opens more sockets than `max_sockets`: the rest wait their turn
+/// instead of failing for want of descriptors, and every check is answered.
+#[test]
+fn a_flood_of_checks_is_held_to_max_sockets() {
+    const MAX_SOCKETS: usize = 8;
+    const CHECKS: u64 = 64;
+    const TIMEOUT: Duration = Duration::from_millis(400);
+
+    let _counting = fd_counting();
+    let silent = common::SilentListener::new();
+    let checker = Checker::builder().max_sockets(MAX_SOCKETS).spawn().unwrap();
+    let baseline = common::open_fds();
+
+    let mut batch = checker.batch();
+    for tag in 0..CHECKS {
+        batch.submit(tag, silent.address, TIMEOUT).unwrap();
+    }
+    batch.flush();
+    let mut most_open = 0;
+    let mut answered = 0;
+    while batch.outstanding() > 0 {
+        most_open = most_open.max(common::open_fds() - baseline);
+        let poll_again = Instant::now() + Duration::from_millis(2);
+        while let Some(completion) = batch.next_until(poll_again) {
+            let report = completion.result.unwrap();
+            assert_eq!(
+                report.outcome(),
+                tcp_shaker::Outcome::TimedOut,
+                "{report:?}"
+            );
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, CHECKS);
+    assert!(most_open > 0, "no socket was ever seen open");
+    assert!(
+        most_open <= MAX_SOCKETS,
+        "{most_open} sockets open at once, more than max_sockets {MAX_SOCKETS}"
+    );
+}

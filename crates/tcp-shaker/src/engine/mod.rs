@@ -55,6 +55,7 @@ pub(crate) struct Config {
     pub(crate) zero_linger: bool,
     pub(crate) binding: Binding,
     pub(crate) connects_per_turn: usize,
+    pub(crate) max_sockets: usize,
     pub(crate) resolver: Arc<dyn Resolve>,
     pub(crate) resolver_threads: usize,
 }
@@ -107,6 +108,8 @@ pub(crate) struct Engine {
     probes: Slab<Probe>,
     timers: Timers,
     queued: VecDeque<Key>,
+    /// Probes with a socket open (connecting), at most `config.max_sockets`.
+    sockets_open: usize,
     commands: Vec<Command>,
     deliveries: Vec<(Sink, Delivery)>,
     lookups: Lookups,
@@ -130,6 +133,7 @@ impl Engine {
             probes: Slab::new(),
             timers: Timers::new(),
             queued: VecDeque::new(),
+            sockets_open: 0,
             commands: Vec::new(),
             deliveries: Vec::new(),
             lookups,
@@ -165,7 +169,7 @@ impl Engine {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.queued.is_empty() || !self.inbox.sleep_unless_pending() {
+        if self.can_start_more() || !self.inbox.sleep_unless_pending() {
             return Some(Duration::ZERO);
         }
         let deadline = self.timers.next_deadline()?;
@@ -319,10 +323,17 @@ impl Engine {
         }
     }
 
-    /// Starts up to `connects_per_turn` queued probes.
+    /// Whether queued probes wait and a socket may be opened for one.
+    fn can_start_more(&self) -> bool {
+        !self.queued.is_empty() && self.sockets_open < self.config.max_sockets
+    }
+
+    /// Starts up to `connects_per_turn` queued probes, while fewer than `max_sockets` sockets
+    /// are open; the others wait for a later turn, their deadlines running.
     fn start_queued(&mut self) {
         let mut started = 0;
-        while started < self.config.connects_per_turn {
+        while started < self.config.connects_per_turn && self.sockets_open < self.config.max_sockets
+        {
             let Some(key) = self.queued.pop_front() else {
                 break;
             };
@@ -346,6 +357,7 @@ impl Engine {
                         Ok(()) => {
                             if let Some(probe) = self.probes.get_mut(key) {
                                 probe.state = ProbeState::Connecting(stream, connect_started);
+                                self.sockets_open += 1;
                             }
                         }
                         Err(error) => self.finish_probe(key, Err(error), Instant::now()),
@@ -390,7 +402,7 @@ impl Engine {
 
     /// Closes the probe's socket, if any, and records its answer in its job.
     fn finish_probe(&mut self, key: Key, outcome: io::Result<Outcome>, now: Instant) {
-        let Some(probe) = self.probes.remove(key) else {
+        let Some(probe) = self.remove_probe(key) else {
             return;
         };
         drop(probe.state); // close() now: RST goes out before anything else happens
@@ -460,8 +472,17 @@ impl Engine {
 
     fn drop_probes(&mut self, job: &Job) {
         for &probe in job.probes.as_slice() {
-            self.probes.remove(probe);
+            self.remove_probe(probe);
         }
+    }
+
+    /// Removes a probe (its socket, if any, is closed when the probe is dropped).
+    fn remove_probe(&mut self, key: Key) -> Option<Probe> {
+        let probe = self.probes.remove(key)?;
+        if let ProbeState::Connecting(..) = probe.state {
+            self.sockets_open -= 1;
+        }
+        Some(probe)
     }
 
     fn deliver(&mut self) {
