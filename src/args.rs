@@ -1,41 +1,509 @@
-//! The command line, as the original `tcp-checker` spelled it.
+//! The command line: flags, subcommands, their help, and the parsing of durations.
+//!
+//! The original `tcp-checker`'s flags (`-a ADDR -t MS -n N -c C -v`) keep their meaning; every
+//! other flag is an addition.
 
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Examples:
+  tcp-checker db:5432                            check once
+  tcp-checker -n 0 db:5432 cache:6379            every second until Ctrl-C, then statistics
+  tcp-checker --open 127.0.0.1:1-1024            which local ports are open
+  tcp-checker -f hosts.txt --json                one JSON object per check, then a summary
+  tcp-checker --wait 30s db:5432 -- ./start.sh   wait until the database is open, then run start.sh
+  tcp-checker bench                              measure the checker against its own listener
+  tcp-checker -a 127.0.0.1:22 -n 1000 -c 100     the original's flags
+
+Exit status:
+  0  every check found its port open (with --wait: every target became open)
+  1  at least one check did not (with --wait: the time ran out, or Ctrl-C)
+  2  usage or system error: bad flags, an unreadable file, invalid targets (the valid ones
+     still run), the checker could not start
+  With --wait and a command, the command replaces tcp-checker and its status is the command's
+  (126 or 127 if it could not be started).";
 
 /// Half-open TCP checks: SYN, SYN-ACK, RST. The checked server's application never sees a
 /// connection.
 #[derive(Debug, Parser)]
-#[command(name = "tcp-checker", version)]
-pub struct Args {
+#[command(
+    name = "tcp-checker",
+    version,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    subcommand_value_name = "SUBCOMMAND",
+    subcommand_help_heading = "Subcommands"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub check: CheckArgs,
+}
+
+/// The subcommands; without one, tcp-checker checks its targets.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure checks per second, CPU time and round trips, against an embedded listener
+    Bench(BenchArgs),
+    /// Print a completion script for a shell
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on standard output
+    Man,
+}
+
+/// The flags of a run of checks (no subcommand).
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("target_sources")
+        .args(["targets", "address", "files"])
+        .required(true)
+        .multiple(true)
+))]
+pub struct CheckArgs {
+    /// Targets: host:port, [v6]:port, host:80,443, host:8000-8100, host:22,80,8000-8010
+    #[arg(value_name = "TARGET", help_heading = "Targets")]
+    pub targets: Vec<String>,
+
+    /// A target, as a positional TARGET (repeatable)
     #[arg(
         short = 'a',
+        long = "address",
         value_name = "ADDR",
-        help = "TCP address to check, as host:port or [v6]:port"
+        help_heading = "Targets"
     )]
-    pub address: String,
+    pub address: Vec<String>,
 
-    /// Timeout of each check in milliseconds, name resolution included
-    #[arg(short = 't', value_name = "MS", default_value_t = 1000)]
-    pub timeout_ms: u64,
+    /// Read targets from FILE, one a line; blank lines and # comments are ignored; - is
+    /// standard input (repeatable)
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        help_heading = "Targets"
+    )]
+    pub files: Vec<PathBuf>,
 
-    /// Number of checks to make
-    #[arg(short = 'n', value_name = "N", default_value_t = 1)]
+    /// Check IPv4 addresses only
+    #[arg(short = '4', conflicts_with = "ipv6", help_heading = "Targets")]
+    pub ipv4: bool,
+
+    /// Check IPv6 addresses only
+    #[arg(short = '6', help_heading = "Targets")]
+    pub ipv6: bool,
+
+    /// Check every address of a host name, each reported and counted on its own
+    #[arg(long, help_heading = "Targets")]
+    pub all_addresses: bool,
+
+    /// Send checks from this local address (one per address family; repeatable)
+    #[arg(long, value_name = "ADDR", help_heading = "Targets")]
+    pub source: Vec<IpAddr>,
+
+    /// Send checks through this network interface only (Linux)
+    #[arg(long, value_name = "NAME", help_heading = "Targets")]
+    pub interface: Option<String>,
+
+    /// Timeout of each check, name resolution included: milliseconds, or a duration such as
+    /// 500ms, 2s, 1m
+    #[arg(short = 't', long, value_name = "TIME", default_value = "1000",
+          value_parser = parse_timeout, help_heading = "Checks")]
+    pub timeout: Duration,
+
+    /// Checks of one target in flight at once
+    #[arg(short = 'c', long, value_name = "C", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = "Checks")]
+    pub concurrency: u32,
+
+    /// Checks in flight at once over all targets (capped by the open-files limit)
+    #[arg(long, value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Checks")]
+    pub max_in_flight: u64,
+
+    /// Checks per target; 0 checks until interrupted (Ctrl-C)
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "COUNT",
+        default_value_t = 1,
+        help_heading = "Repeat"
+    )]
     pub count: u64,
 
-    /// Number of checks in flight at once
-    #[arg(short = 'c', value_name = "C", default_value_t = 1,
+    /// Time between the starts of two checks of a target: seconds, or a duration such as
+    /// 200ms [default: 0 with a count, 1s with -n 0]
+    #[arg(short = 'i', long, value_name = "TIME", value_parser = parse_interval,
+          help_heading = "Repeat")]
+    pub interval: Option<Duration>,
+
+    /// Print only the checks that found the port open, and how many were not shown
+    #[arg(long, conflicts_with = "summary", help_heading = "Output")]
+    pub open: bool,
+
+    /// Print no line per check, only the statistics at the end
+    #[arg(short = 's', long, help_heading = "Output")]
+    pub summary: bool,
+
+    /// Print nothing on standard output; the exit status tells (errors still go to stderr)
+    #[arg(short = 'q', long, conflicts_with_all = ["open", "summary", "json", "verbose"],
+          help_heading = "Output")]
+    pub quiet: bool,
+
+    /// Print one JSON object per line (NDJSON): one per check, then a summary
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
+
+    /// Print the configuration, and the cause of every failed check on stderr
+    #[arg(short = 'v', long, help_heading = "Output")]
+    pub verbose: bool,
+
+    /// Retry each target until it is open or TIME has passed: seconds, or a duration such as
+    /// 30s, 2m
+    #[arg(long, value_name = "TIME", value_parser = parse_wait,
+          conflicts_with_all = ["count", "interval", "concurrency", "open", "summary", "all_addresses"],
+          help_heading = "Waiting")]
+    pub wait: Option<Duration>,
+
+    /// With --wait: once every target is open, run this command in place of tcp-checker
+    #[arg(
+        last = true,
+        value_name = "COMMAND",
+        requires = "wait",
+        help_heading = "Waiting"
+    )]
+    pub command: Vec<OsString>,
+}
+
+impl CheckArgs {
+    /// Checks per target, `None` for until interrupted.
+    pub fn count(&self) -> Option<u64> {
+        (self.count > 0).then_some(self.count)
+    }
+
+    /// The time between the starts of two checks of a target: as given, else back to back for
+    /// a count (the original's behaviour) and a second until interrupted (ping's).
+    pub fn interval(&self) -> Duration {
+        self.interval.unwrap_or(if self.count == 0 {
+            Duration::from_secs(1)
+        } else {
+            Duration::ZERO
+        })
+    }
+}
+
+/// The flags of `tcp-checker bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Target to check [default: an embedded listener on 127.0.0.1]
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+
+    /// Number of checks
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+
+    /// Checks in flight at once
+    #[arg(short = 'c', long, value_name = "C", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub concurrency: u64,
 
-    /// Print the configuration and the cause of every failed check
-    #[arg(short = 'v')]
-    pub verbose: bool,
+    /// Timeout of each check: milliseconds, or a duration such as 500ms, 2s
+    #[arg(short = 't', long, value_name = "TIME", default_value = "1000",
+          value_parser = parse_timeout)]
+    pub timeout: Duration,
+
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
-impl Args {
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    nonzero(parse_duration(text, Duration::from_millis(1))?)
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    parse_duration(text, Duration::from_secs(1))
+}
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    nonzero(parse_duration(text, Duration::from_secs(1))?)
+}
+
+fn nonzero(duration: Duration) -> Result<Duration, String> {
+    if duration.is_zero() {
+        return Err("give a time greater than zero".into());
+    }
+    Ok(duration)
+}
+
+/// A bare number (decimals allowed) in `bare_unit`, or a number with its unit (`500ms`, `2s`,
+/// `1m`, `1h 30m`).
+fn parse_duration(text: &str, bare_unit: Duration) -> Result<Duration, String> {
+    let is_bare_number = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && text.bytes().filter(|&b| b == b'.').count() <= 1
+        && text != ".";
+    if !is_bare_number {
+        return humantime::parse_duration(text).map_err(|error| {
+            format!("{error}; write a number, or a number with a unit such as 500ms, 2s, 1m")
+        });
+    }
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    Duration::try_from_secs_f64(value * bare_unit.as_secs_f64())
+        .map_err(|_| format!("{text} is too long a time"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut argv = vec!["tcp-checker"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap_or_else(|error| panic!("{args:?}: {error}"))
+    }
+
+    fn refused(args: &[&str]) -> String {
+        let mut argv = vec!["tcp-checker"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => panic!("{args:?} accepted: {cli:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_originals_flags_keep_their_meaning() {
+        let cli = parse(&[
+            "-a",
+            "127.0.0.1:80",
+            "-t",
+            "2000",
+            "-n",
+            "5",
+            "-c",
+            "3",
+            "-v",
+        ]);
+        let check = cli.check;
+        assert_eq!(check.address, ["127.0.0.1:80"]);
+        assert_eq!(check.timeout, Duration::from_millis(2000));
+        assert_eq!(check.count(), Some(5));
+        assert_eq!(check.concurrency, 3);
+        assert!(check.verbose);
+        assert_eq!(check.interval(), Duration::ZERO);
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn defaults() {
+        let check = parse(&["db:5432"]).check;
+        assert_eq!(check.targets, ["db:5432"]);
+        assert_eq!(check.timeout, Duration::from_secs(1));
+        assert_eq!(check.count(), Some(1));
+        assert_eq!(check.concurrency, 1);
+        assert_eq!(check.max_in_flight, 4096);
+        assert_eq!(check.interval(), Duration::ZERO);
+        assert_eq!(check.wait, None);
+    }
+
+    #[test]
+    fn targets_come_from_positionals_addresses_and_files() {
+        let check = parse(&[
+            "a:1", "-a", "b:2", "c:3", "-a", "d:4", "-f", "x.txt", "-f", "-",
+        ])
+        .check;
+        assert_eq!(check.targets, ["a:1", "c:3"]);
+        assert_eq!(check.address, ["b:2", "d:4"]);
+        assert_eq!(check.files, [PathBuf::from("x.txt"), PathBuf::from("-")]);
+        assert!(parse(&["-f", "x.txt"]).check.targets.is_empty());
+    }
+
+    #[test]
+    fn a_target_is_required_unless_a_subcommand_is_given() {
+        assert!(refused(&[]).contains("required"));
+        assert!(refused(&["-n", "3"]).contains("required"));
+        assert!(matches!(parse(&["man"]).command, Some(Command::Man)));
+    }
+
+    #[test]
+    fn durations_take_bare_numbers_in_their_unit_or_a_unit() {
+        assert_eq!(
+            parse(&["-t", "250", "x:1"]).check.timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            parse(&["-t", "2s", "x:1"]).check.timeout,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            parse(&["-t", "500ms", "x:1"]).check.timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse(&["-t", "1m", "x:1"]).check.timeout,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            parse(&["-i", "2", "x:1"]).check.interval(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            parse(&["-i", "0.2", "x:1"]).check.interval(),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            parse(&["-i", "300ms", "x:1"]).check.interval(),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            parse(&["-i", "0", "-n", "0", "x:1"]).check.interval(),
+            Duration::ZERO
+        );
+        assert_eq!(
+            parse(&["--wait", "30", "x:1"]).check.wait,
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse(&["--wait", "1m", "x:1"]).check.wait,
+            Some(Duration::from_secs(60))
+        );
+        assert!(refused(&["-t", "0", "x:1"]).contains("greater than zero"));
+        assert!(refused(&["-t", "0ms", "x:1"]).contains("greater than zero"));
+        assert!(refused(&["-t", "fast", "x:1"]).contains("500ms"));
+        assert!(refused(&["-t", "1.2.3", "x:1"]).contains("500ms"));
+        assert!(refused(&["-i", "-1", "x:1"]).contains("-1"));
+        assert!(refused(&["--wait", "0", "x:1"]).contains("greater than zero"));
+        assert!(refused(&["-t", "1e400", "x:1"]).contains("500ms"));
+        assert!(refused(&["-i", "99999999999999999999999", "x:1"]).contains("too long"));
+    }
+
+    #[test]
+    fn until_interrupted_checks_every_second_by_default() {
+        let check = parse(&["-n", "0", "x:1"]).check;
+        assert_eq!(check.count(), None);
+        assert_eq!(check.interval(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn counts_must_be_positive() {
+        assert!(refused(&["-c", "0", "x:1"]).contains("-c"));
+        assert!(refused(&["--max-in-flight", "0", "x:1"]).contains("max-in-flight"));
+        assert!(refused(&["-n", "-1", "x:1"]).contains("-1"));
+    }
+
+    #[test]
+    fn contradictory_flags_are_refused() {
+        assert!(refused(&["-4", "-6", "x:1"]).contains("cannot be used with"));
+        assert!(refused(&["-q", "--json", "x:1"]).contains("cannot be used with"));
+        assert!(refused(&["-q", "-v", "x:1"]).contains("cannot be used with"));
+        assert!(refused(&["--open", "-s", "x:1"]).contains("cannot be used with"));
+        assert!(refused(&["--wait", "5", "-n", "3", "x:1"]).contains("cannot be used with"));
+        assert!(refused(&["x:1", "--", "echo"]).contains("--wait"));
+    }
+
+    #[test]
+    fn waiting_takes_a_command_after_the_targets() {
+        let check = parse(&[
+            "--wait",
+            "30s",
+            "db:5432",
+            "cache:6379",
+            "--",
+            "./start.sh",
+            "-x",
+        ])
+        .check;
+        assert_eq!(check.targets, ["db:5432", "cache:6379"]);
+        assert_eq!(
+            check.command,
+            [OsString::from("./start.sh"), OsString::from("-x")]
+        );
+    }
+
+    #[test]
+    fn output_and_address_flags() {
+        let check = parse(&[
+            "--json",
+            "--open",
+            "-6",
+            "--all-addresses",
+            "--source",
+            "::1",
+            "--source",
+            "127.0.0.1",
+            "--interface",
+            "lo",
+            "x:1",
+        ])
+        .check;
+        assert!(check.json && check.open && check.ipv6 && check.all_addresses);
+        assert_eq!(check.source.len(), 2);
+        assert_eq!(check.interface.as_deref(), Some("lo"));
+        assert!(refused(&["--source", "localhost", "x:1"]).contains("--source"));
+    }
+
+    #[test]
+    fn subcommands_coexist_with_positional_targets() {
+        let Some(Command::Bench(bench)) = parse(&["bench"]).command else {
+            panic!("bench is a subcommand");
+        };
+        assert_eq!(
+            (bench.target, bench.count, bench.concurrency),
+            (None, 100_000, 100)
+        );
+        let Some(Command::Bench(bench)) = parse(&[
+            "bench",
+            "127.0.0.1:80",
+            "-n",
+            "10",
+            "-c",
+            "2",
+            "-t",
+            "2s",
+            "--json",
+        ])
+        .command
+        else {
+            panic!("bench is a subcommand");
+        };
+        assert_eq!(bench.target.as_deref(), Some("127.0.0.1:80"));
+        assert_eq!((bench.count, bench.concurrency), (10, 2));
+        assert_eq!(bench.timeout, Duration::from_secs(2));
+        assert!(bench.json);
+        assert!(matches!(
+            parse(&["completions", "bash"]).command,
+            Some(Command::Completions {
+                shell: clap_complete::Shell::Bash
+            })
+        ));
+    }
+
+    #[test]
+    fn help_is_grouped_and_explains_exit_codes() {
+        let help = refused(&["--help"]);
+        for heading in [
+            "Targets:",
+            "Checks:",
+            "Repeat:",
+            "Output:",
+            "Waiting:",
+            "Exit status:",
+        ] {
+            assert!(help.contains(heading), "{heading} missing from\n{help}");
+        }
     }
 }

@@ -1,0 +1,397 @@
+//! `tcp-checker bench`: N checks with C in flight through one batch, against an embedded
+//! loopback listener (or a given target), and what they cost.
+//!
+//! The loop allocates nothing per check beyond the round-trip vector reserved up front. The
+//! embedded listener counts the connections its application accepts: a half-open check is never
+//! one of them, so any count above zero means final ACKs leaked.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tcp_shaker::{Checker, Target};
+
+use crate::args::BenchArgs;
+use crate::check::status;
+use crate::limits::checks_in_flight_allowed;
+use crate::output::millis;
+use crate::stats::Counts;
+use crate::verdict::Verdict;
+
+/// The embedded listener's accept queue, so that a burst of leaked connections would be counted
+/// rather than dropped.
+const BACKLOG: i32 = 4096;
+/// How long the listener keeps counting after the last check: a leaked ACK leaves on the
+/// client's delayed-ACK timer, up to 200 ms after the SYN-ACK.
+const LATE_ACK_GRACE: Duration = Duration::from_millis(300);
+/// How often the listener's thread looks at its stop flag.
+const LISTENER_POLL_MS: i32 = 50;
+
+/// Runs the benchmark and prints its report; returns the exit status.
+pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
+    let in_flight = checks_in_flight_allowed(args.concurrency) as u64;
+    let listener = match args.target {
+        None => Some(EmbeddedListener::start().context("could not start the embedded listener")?),
+        Some(_) => None,
+    };
+    let checker = Checker::new().context("could not start the checker")?;
+    let address = match (&listener, &args.target) {
+        (Some(listener), _) => listener.address,
+        (None, Some(text)) => resolve(&checker, text, args.timeout)?,
+        (None, None) => bail!("no target and no listener"),
+    };
+
+    let measured = measure(&checker, address, args.count, in_flight, args.timeout)?;
+    let accepted = listener.map(EmbeddedListener::stop);
+    let report = BenchReport::new(args, address, in_flight, measured, accepted);
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        report.write_human(&mut out)?;
+    }
+    out.flush()?;
+    let clean = report.open == report.checks && report.accepted.is_none_or(|n| n == 0);
+    Ok(if clean {
+        status::ALL_OPEN
+    } else {
+        status::NOT_ALL_OPEN
+    })
+}
+
+/// The address to check: the target's own for an IP address; for a host name, the address a
+/// first, uncounted check used, so that the measured checks resolve nothing.
+fn resolve(checker: &Checker, text: &str, timeout: Duration) -> anyhow::Result<SocketAddr> {
+    let target: Target = text.parse()?;
+    if let Some(address) = target.socket_addr() {
+        return Ok(address);
+    }
+    let report = checker.check(&target, timeout)?;
+    report
+        .address()
+        .with_context(|| format!("{target} did not resolve within {timeout:?}"))
+}
+
+/// What the checks found and cost.
+struct Measured {
+    counts: Counts,
+    /// Round trips of the open checks, sorted.
+    rtts: Vec<Duration>,
+    elapsed: Duration,
+    cpu: CpuTime,
+    first_error: Option<String>,
+}
+
+fn measure(
+    checker: &Checker,
+    address: SocketAddr,
+    count: u64,
+    in_flight: u64,
+    timeout: Duration,
+) -> anyhow::Result<Measured> {
+    let mut rtts = Vec::with_capacity(usize::try_from(count).unwrap_or(usize::MAX));
+    let mut counts = Counts::default();
+    let mut first_error = None;
+    let mut batch = checker.batch();
+    let cpu_before = CpuTime::now();
+    let start = Instant::now();
+    let mut submitted = 0;
+    while submitted < count.min(in_flight) {
+        batch.submit(submitted, address, timeout)?;
+        submitted += 1;
+    }
+    while let Some(completion) = batch.next() {
+        let verdict = Verdict::of(&completion.result);
+        counts.add(verdict);
+        match (&completion.result, verdict) {
+            (_, Verdict::Open { rtt }) => rtts.push(rtt),
+            (Err(error), _) if first_error.is_none() => first_error = Some(error.to_string()),
+            _ => {}
+        }
+        if submitted < count {
+            batch.submit(submitted, address, timeout)?;
+            submitted += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    let cpu = CpuTime::now().since(&cpu_before);
+    rtts.sort_unstable();
+    Ok(Measured {
+        counts,
+        rtts,
+        elapsed,
+        cpu,
+        first_error,
+    })
+}
+
+/// The report, also its JSON form (`"type": "bench"`).
+#[derive(Serialize)]
+struct BenchReport {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    target: SocketAddr,
+    embedded_listener: bool,
+    checks: u64,
+    concurrency: u64,
+    timeout_ms: f64,
+    elapsed_ms: f64,
+    checks_per_second: f64,
+    cpu_per_check_us: f64,
+    cpu_user_ms: f64,
+    cpu_system_ms: f64,
+    rtt_p50_ms: Option<f64>,
+    rtt_p90_ms: Option<f64>,
+    rtt_p99_ms: Option<f64>,
+    rtt_max_ms: Option<f64>,
+    open: u64,
+    closed: u64,
+    timed_out: u64,
+    unreachable: u64,
+    errors: u64,
+    first_error: Option<String>,
+    accepted: Option<u64>,
+}
+
+impl BenchReport {
+    fn new(
+        args: &BenchArgs,
+        target: SocketAddr,
+        concurrency: u64,
+        measured: Measured,
+        accepted: Option<u64>,
+    ) -> BenchReport {
+        let Measured {
+            counts,
+            rtts,
+            elapsed,
+            cpu,
+            first_error,
+        } = measured;
+        let seconds = elapsed.as_secs_f64();
+        let percentile = |p: f64| percentile(&rtts, p).map(millis);
+        BenchReport {
+            kind: "bench",
+            target,
+            embedded_listener: args.target.is_none(),
+            checks: counts.sent,
+            concurrency,
+            timeout_ms: millis(args.timeout),
+            elapsed_ms: millis(elapsed),
+            checks_per_second: if seconds > 0.0 {
+                (counts.sent as f64 / seconds).round()
+            } else {
+                0.0
+            },
+            cpu_per_check_us: ((cpu.user + cpu.system).as_secs_f64() * 1e6
+                / counts.sent.max(1) as f64
+                * 100.0)
+                .round()
+                / 100.0,
+            cpu_user_ms: millis(cpu.user),
+            cpu_system_ms: millis(cpu.system),
+            rtt_p50_ms: percentile(50.0),
+            rtt_p90_ms: percentile(90.0),
+            rtt_p99_ms: percentile(99.0),
+            rtt_max_ms: rtts.last().copied().map(millis),
+            open: counts.open,
+            closed: counts.closed,
+            timed_out: counts.timed_out,
+            unreachable: counts.unreachable,
+            errors: counts.errors,
+            first_error,
+            accepted,
+        }
+    }
+
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let whose = if self.embedded_listener {
+            " (embedded listener)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "{} half-open checks of {}{whose}, {} in flight, timeout {} ms",
+            self.checks, self.target, self.concurrency, self.timeout_ms
+        )?;
+        writeln!(
+            out,
+            "  rate           {:.0} checks/s ({} checks in {:.3} s)",
+            self.checks_per_second,
+            self.checks,
+            self.elapsed_ms / 1000.0
+        )?;
+        writeln!(
+            out,
+            "  CPU per check  {:.2} µs (user {:.0} ms + system {:.0} ms for the whole process; \
+             on loopback this includes the server side's kernel work)",
+            self.cpu_per_check_us, self.cpu_user_ms, self.cpu_system_ms
+        )?;
+        match (
+            self.rtt_p50_ms,
+            self.rtt_p90_ms,
+            self.rtt_p99_ms,
+            self.rtt_max_ms,
+        ) {
+            (Some(p50), Some(p90), Some(p99), Some(max)) => writeln!(
+                out,
+                "  rtt            p50 {p50:.3} ms, p90 {p90:.3} ms, p99 {p99:.3} ms, max {max:.3} ms"
+            )?,
+            _ => writeln!(out, "  rtt            none: no check found the port open")?,
+        }
+        writeln!(
+            out,
+            "  outcomes       {} open, {} closed, {} timed out, {} unreachable, {} errors",
+            self.open, self.closed, self.timed_out, self.unreachable, self.errors
+        )?;
+        if let Some(error) = &self.first_error {
+            writeln!(out, "  first error    {error}")?;
+        }
+        match self.accepted {
+            Some(0) => writeln!(
+                out,
+                "  accepted       0 connections: the listener's application never saw a check \
+                 (each handshake ended with RST before the final ACK)"
+            ),
+            Some(accepted) => writeln!(
+                out,
+                "  accepted       {accepted} connections: the final ACK of {accepted} checks \
+                 leaked before the RST, and the listener's application accepted them"
+            ),
+            None => writeln!(
+                out,
+                "  accepted       unknown: the listener is not tcp-checker's own (its \
+                 application's log tells whether it saw the checks)"
+            ),
+        }
+    }
+}
+
+/// The nearest-rank percentile `p` of sorted `values`.
+fn percentile(values: &[Duration], p: f64) -> Option<Duration> {
+    if values.is_empty() {
+        return None;
+    }
+    let rank = (p / 100.0 * values.len() as f64).ceil() as usize;
+    values.get(rank.clamp(1, values.len()) - 1).copied()
+}
+
+/// CPU time of the whole process (every thread: the checker's loop, the listener's, this one).
+struct CpuTime {
+    user: Duration,
+    system: Duration,
+}
+
+impl CpuTime {
+    fn now() -> CpuTime {
+        // SAFETY: getrusage fills the zeroed struct it is given, and nothing else.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+            usage
+        };
+        let duration = |time: libc::timeval| {
+            Duration::from_secs(time.tv_sec.max(0) as u64)
+                + Duration::from_micros(time.tv_usec.max(0) as u64)
+        };
+        CpuTime {
+            user: duration(usage.ru_utime),
+            system: duration(usage.ru_stime),
+        }
+    }
+
+    fn since(&self, earlier: &CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// A loopback listener whose application accepts and counts connections on a thread of its own.
+struct EmbeddedListener {
+    address: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl EmbeddedListener {
+    fn start() -> io::Result<EmbeddedListener> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        // Listening again only changes the backlog (std's is 128).
+        // SAFETY: the descriptor is the listener's own, open for the call.
+        if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let accepted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = thread::Builder::new().name("listener".into()).spawn({
+            let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
+            move || accept_until_stopped(&listener, &accepted, &stop)
+        })?;
+        Ok(EmbeddedListener {
+            address,
+            accepted,
+            stop,
+            thread,
+        })
+    }
+
+    /// Waits out the delayed-ACK window, stops the listener, and returns how many connections
+    /// its application accepted.
+    fn stop(self) -> u64 {
+        thread::sleep(LATE_ACK_GRACE);
+        self.stop.store(true, Ordering::Relaxed);
+        // A panic of the listener's thread leaves the count as it was: nothing to add.
+        let _ = self.thread.join();
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+fn accept_until_stopped(listener: &TcpListener, accepted: &AtomicU64, stop: &AtomicBool) {
+    let mut poll = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        while listener.accept().is_ok() {
+            accepted.fetch_add(1, Ordering::Relaxed);
+        }
+        if stopping {
+            return;
+        }
+        // SAFETY: one pollfd, valid for the call. An error (EINTR) just loops again.
+        unsafe { libc::poll(&mut poll, 1, LISTENER_POLL_MS) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&values, 50.0), Some(Duration::from_millis(50)));
+        assert_eq!(percentile(&values, 99.0), Some(Duration::from_millis(99)));
+        assert_eq!(percentile(&values, 100.0), Some(Duration::from_millis(100)));
+        assert_eq!(
+            percentile(&values[..1], 90.0),
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+}

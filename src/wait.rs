@@ -1,0 +1,123 @@
+//! `--wait`: retry every target until it is open or the time is up, then, with a command, run
+//! it in place of tcp-checker (as wait-for-it.sh does, without a trace in the server's log).
+
+use std::ffi::OsString;
+use std::io;
+use std::time::Instant;
+
+use tcp_shaker::Completion;
+
+use crate::output::{RunKind, WaitEvent};
+use crate::report::Recorder;
+use crate::schedule::{Observer, Scheduler};
+use crate::verdict::Verdict;
+
+/// What is known of one target while waiting for it.
+#[derive(Clone, Debug, Default)]
+struct TargetWait {
+    checks: u64,
+    open: bool,
+    /// The last check's verdict, with its error message for an error.
+    last: Option<(Verdict, Option<String>)>,
+}
+
+/// Follows each target's checks and reports the moment it becomes open.
+struct Waiter<'r, 'a> {
+    recorder: &'r mut Recorder<'a>,
+    started: Instant,
+    targets: Vec<TargetWait>,
+}
+
+impl Observer for Waiter<'_, '_> {
+    fn completed(&mut self, target: usize, completion: &Completion) -> io::Result<()> {
+        self.recorder.completed(target, completion)?;
+        let state = &mut self.targets[target];
+        state.checks += 1;
+        let open = completion
+            .results()
+            .filter_map(|result| result.as_ref().ok())
+            .find(|report| report.is_open());
+        if let Some(report) = open {
+            state.open = true;
+            let event = WaitEvent::Open {
+                target: self.recorder.name(target),
+                address: report.address(),
+                after: self.started.elapsed(),
+                checks: state.checks,
+            };
+            return self.recorder.wait_event(&event);
+        }
+        let message = completion.result.as_ref().err().map(ToString::to_string);
+        state.last = Some((Verdict::of(&completion.result), message));
+        Ok(())
+    }
+
+    fn idle(&mut self) -> io::Result<()> {
+        self.recorder.idle()
+    }
+}
+
+/// Runs `scheduler` (planned with [`Mode::UntilOpen`](crate::schedule::Mode::UntilOpen)),
+/// reports the targets that did not become open, and returns whether all did.
+pub fn run(scheduler: Scheduler, recorder: &mut Recorder) -> io::Result<bool> {
+    let targets = scheduler.target_count();
+    let mut waiter = Waiter {
+        recorder,
+        started: Instant::now(),
+        targets: vec![TargetWait::default(); targets],
+    };
+    let end = scheduler.run(&mut waiter)?;
+    let after = waiter.started.elapsed();
+    let all_open = waiter.targets.iter().all(|target| target.open);
+    for (index, target) in waiter.targets.iter().enumerate() {
+        if !target.open {
+            let event = WaitEvent::NotOpen {
+                target: waiter.recorder.name(index),
+                after,
+                checks: target.checks,
+                last: target
+                    .last
+                    .as_ref()
+                    .map(|(verdict, error)| (*verdict, error.as_deref())),
+            };
+            waiter.recorder.wait_event(&event)?;
+        }
+    }
+    waiter.recorder.finish(RunKind::Wait, &end, end.started)?;
+    Ok(all_open)
+}
+
+/// Runs `command` in place of tcp-checker: on Unix it replaces this process and returns only
+/// if it could not be started, with the status a shell gives then (127: not found, 126: not
+/// runnable); elsewhere it returns the command's exit status.
+pub fn run_command(command: &[OsString]) -> u8 {
+    let Some((program, arguments)) = command.split_first() else {
+        return 127;
+    };
+    let mut process = std::process::Command::new(program);
+    process.args(arguments);
+    let error = spawn_in_place(&mut process);
+    eprintln!(
+        "tcp-checker: could not run {}: {error}",
+        program.to_string_lossy()
+    );
+    if error.kind() == io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    }
+}
+
+#[cfg(unix)]
+fn spawn_in_place(process: &mut std::process::Command) -> io::Error {
+    use std::os::unix::process::CommandExt;
+    process.exec()
+}
+
+#[cfg(not(unix))]
+fn spawn_in_place(process: &mut std::process::Command) -> io::Error {
+    match process.status() {
+        Ok(status) => std::process::exit(status.code().unwrap_or(1)),
+        Err(error) => error,
+    }
+}
