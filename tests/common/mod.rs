@@ -1,0 +1,196 @@
+//! Helpers for driving the built `tcp-checker` against loopback sockets the tests own.
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own share of the helpers"
+)]
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// The binary under test, killed if it runs for more than a minute.
+pub fn tcp_checker() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcp-checker"));
+    command.timeout(Duration::from_secs(60));
+    command
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every line of stdout, parsed as JSON.
+pub fn json_lines(output: &Output) -> Vec<Value> {
+    stdout(output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{line:?}: {error}")))
+        .collect()
+}
+
+/// The words of the human check line of `target`: target, [address,] outcome, then the rest.
+pub fn check_line<'a>(text: &'a str, target: &str) -> Vec<&'a str> {
+    let prefix = format!("{target} ");
+    text.lines()
+        .find(|line| line.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no line for {target} in:\n{text}"))
+        .split_whitespace()
+        .collect()
+}
+
+/// A listening socket on 127.0.0.1, with an ephemeral port.
+pub fn listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    (listener, address)
+}
+
+/// An IPv4 TCP socket bound to a loopback port but not listening: checks of that port find it
+/// closed, and no other process can take the port while the socket lives.
+pub struct BoundSocket {
+    fd: OwnedFd,
+    pub address: SocketAddr,
+}
+
+impl BoundSocket {
+    /// Binds `port` on 127.0.0.1 (0: an ephemeral port).
+    pub fn bind(port: u16) -> io::Result<BoundSocket> {
+        // SAFETY: plain socket calls on a descriptor this function owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = OwnedFd::from_raw_fd(fd);
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            if libc::bind(fd.as_raw_fd(), (&raw const sin).cast(), length) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut bound: libc::sockaddr_in = std::mem::zeroed();
+            let mut length = length;
+            if libc::getsockname(fd.as_raw_fd(), (&raw mut bound).cast(), &mut length) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let address =
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, u16::from_be(bound.sin_port)).into();
+            Ok(BoundSocket { fd, address })
+        }
+    }
+
+    /// Starts listening: checks of the port now find it open.
+    pub fn listen(&self) {
+        // SAFETY: the descriptor is open for as long as `self`.
+        assert_eq!(unsafe { libc::listen(self.fd.as_raw_fd(), 128) }, 0);
+    }
+
+    /// Whether the listening socket's application would accept a connection now.
+    pub fn has_pending_connection(&self) -> bool {
+        let mut poll = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, valid for the call.
+        unsafe { libc::poll(&mut poll, 1, 0) == 1 }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+}
+
+/// `count` consecutive loopback ports, each held by a bound socket (none listening yet).
+pub fn consecutive_ports(count: u16) -> Vec<BoundSocket> {
+    for _ in 0..100 {
+        let first = BoundSocket::bind(0).unwrap();
+        let Some(last) = first.port().checked_add(count - 1) else {
+            continue;
+        };
+        let rest: Result<Vec<_>, _> = (first.port() + 1..=last).map(BoundSocket::bind).collect();
+        if let Ok(rest) = rest {
+            return std::iter::once(first).chain(rest).collect();
+        }
+    }
+    panic!("no {count} consecutive free loopback ports");
+}
+
+/// A file in the temporary directory, removed when dropped.
+pub struct TempFile {
+    pub path: PathBuf,
+}
+
+impl TempFile {
+    pub fn new(name: &str, contents: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("tcp-checker-test-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        TempFile { path }
+    }
+
+    /// A path for a file the test expects someone else to create (or not).
+    pub fn reserved(name: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("tcp-checker-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TempFile { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Asserts that `value[field]` exists and has the JSON type `kind` (`"string"`, `"number"`,
+/// `"integer"`, `"bool"`, `"null"`, `"array"`), or `"string|null"` and the like.
+pub fn assert_field(value: &Value, field: &str, kind: &str) {
+    let Some(found) = value.get(field) else {
+        panic!("{field} missing from {value}");
+    };
+    let matches = kind.split('|').any(|kind| match kind {
+        "string" => found.is_string(),
+        "number" => found.is_number(),
+        "integer" => found.is_u64(),
+        "bool" => found.is_boolean(),
+        "null" => found.is_null(),
+        "array" => found.is_array(),
+        other => panic!("unknown kind {other}"),
+    });
+    assert!(matches, "{field} is not {kind} in {value}");
+}
+
+/// Asserts that `value` has exactly these fields.
+pub fn assert_fields(value: &Value, fields: &[&str]) {
+    let mut found: Vec<&str> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = fields.to_vec();
+    found.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(found, expected, "fields of {value}");
+}
