@@ -71,8 +71,12 @@ pub enum Command {
         .multiple(true)
 ))]
 pub struct CheckArgs {
-    /// Targets: host:port, [v6]:port, host:80,443, host:8000-8100, host:22,80,8000-8010
-    #[arg(value_name = "TARGET", help_heading = "Targets")]
+    /// Target specs given as arguments.
+    #[arg(
+        value_name = "TARGET",
+        help = "Targets: host:port, [v6]:port, host:80,443, host:8000-8100, host:22,80,8000-8010",
+        help_heading = "Targets"
+    )]
     pub targets: Vec<String>,
 
     /// A target, as a positional TARGET (repeatable)

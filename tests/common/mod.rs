@@ -117,16 +117,22 @@ impl BoundSocket {
 }
 
 /// `count` consecutive loopback ports, each held by a bound socket (none listening yet).
+///
+/// They are taken below the ephemeral range (32768 and up by default), where no connect() of
+/// another process (a benchmark running alongside, say) picks its local port.
 pub fn consecutive_ports(count: u16) -> Vec<BoundSocket> {
-    for _ in 0..100 {
-        let first = BoundSocket::bind(0).unwrap();
-        let Some(last) = first.port().checked_add(count - 1) else {
-            continue;
-        };
-        let rest: Result<Vec<_>, _> = (first.port() + 1..=last).map(BoundSocket::bind).collect();
-        if let Ok(rest) = rest {
-            return std::iter::once(first).chain(rest).collect();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id();
+    let mut first = 10_000 + (seed % 20_000) as u16;
+    for _ in 0..200 {
+        let sockets: Result<Vec<_>, _> = (first..first + count).map(BoundSocket::bind).collect();
+        if let Ok(sockets) = sockets {
+            return sockets;
         }
+        first = 10_000 + (first - 10_000 + 97 * count) % 20_000;
     }
     panic!("no {count} consecutive free loopback ports");
 }
