@@ -1,0 +1,210 @@
+//! The command line: what to measure, and the hidden arguments of a child run.
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+
+/// Checks per run by default.
+const DEFAULT_CHECKS: u64 = 200_000;
+/// Checks of the `leak` scenario by default.
+const DEFAULT_LEAK_CHECKS: u64 = 1_000_000;
+/// Checks per run of `--quick`.
+const QUICK_CHECKS: u64 = 2_000;
+/// In-flight levels by default.
+const DEFAULT_CONCURRENCY: [usize; 3] = [100, 1_000, 10_000];
+/// Runs of each (contender, concurrency) by default, and of the scan.
+const DEFAULT_RUNS: usize = 3;
+/// One connection in this many is captured for the delay by default.
+const DEFAULT_DELAY_SAMPLE: u16 = 16;
+
+/// Benchmark of tcp-shaker's engine against a minimal floor loop and std full connects, all
+/// checking one open port of a local listener (127.0.0.1), each run in a child process.
+#[derive(Debug, Parser)]
+#[command(name = "shaker-bench", version)]
+pub struct Args {
+    /// Checks per run [default: 200000; 1000000 with --scenario leak; 2000 with --quick].
+    #[arg(short = 'n', long = "checks", value_name = "N")]
+    checks: Option<u64>,
+
+    /// Checks in flight, one level per value [default: 100,1000,10000; 100 with --quick]. The
+    /// scenarios use the highest level.
+    #[arg(short, long, value_name = "C,...", value_delimiter = ',')]
+    concurrency: Option<Vec<usize>>,
+
+    /// Contenders to run, interleaved in this order in every round.
+    #[arg(
+        long,
+        value_name = "NAME,...",
+        value_delimiter = ',',
+        default_value = "floor,engine,std"
+    )]
+    pub contenders: Vec<Contender>,
+
+    /// Runs of every (contender, concurrency); the table shows medians [default: 3; 1 with
+    /// --quick or --scenario leak].
+    #[arg(long, value_name = "K")]
+    runs: Option<usize>,
+
+    /// Deadline of each check, in milliseconds (as `floor.c -t`).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub timeout_ms: u64,
+
+    /// Checks of the separate capture pass that measures the SYN-ACK-to-RST delay of each
+    /// (contender, concurrency) [default: the checks per run].
+    #[arg(long, value_name = "N")]
+    delay_checks: Option<u64>,
+
+    /// Capture one connection in this many (a power of two, chosen by client port in the
+    /// kernel's filter) for the delay [default: 16; 1 with --quick].
+    #[arg(long, value_name = "K")]
+    delay_sample: Option<u16>,
+
+    /// A smoke run: 2000 checks, 100 in flight, 1 run, every contender; exits 0 only if every
+    /// engine check was open and the listener accepted nothing from the engine and floor runs.
+    #[arg(long)]
+    quick: bool,
+
+    /// Instead of the table, a scenario: `leak` (the engine at the highest concurrency over
+    /// 1000000 checks: accepted connections and delay) or `scan` (the engine checks every port
+    /// of 127.0.0.1).
+    #[arg(long, value_name = "NAME")]
+    pub scenario: Option<Scenario>,
+
+    /// Print the results as JSON (stable field names) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Internal: run one contender in this process and print its report (as the benchmark
+    /// does in its child processes).
+    #[arg(long, hide = true, value_name = "CONTENDER")]
+    pub child: Option<ChildKind>,
+
+    /// Internal: the listener's port, for `--child`.
+    #[arg(long, hide = true)]
+    pub port: Option<u16>,
+}
+
+/// One of the compared checkers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Contender {
+    /// The minimal epoll loop of raw syscalls (the technique of `floor.c -m rst -b 256`).
+    Floor,
+    /// The tcp-shaker library: one checker, one batch.
+    Engine,
+    /// `std::net::TcpStream::connect_timeout`, then drop (FIN), on worker threads.
+    Std,
+}
+
+impl Contender {
+    /// The contender's name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::Floor => "floor",
+            Contender::Engine => "engine",
+            Contender::Std => "std",
+        }
+    }
+
+    /// Whether the contender closes with RST, so that its SYN-ACK-to-RST delay means something
+    /// and its checks must never be accepted.
+    pub fn half_open(self) -> bool {
+        self != Contender::Std
+    }
+}
+
+/// What a child process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ChildKind {
+    /// [`Contender::Floor`].
+    Floor,
+    /// [`Contender::Engine`].
+    Engine,
+    /// [`Contender::Std`].
+    Std,
+    /// The engine checking every port 1-65535 of 127.0.0.1.
+    Scan,
+}
+
+impl From<Contender> for ChildKind {
+    fn from(contender: Contender) -> ChildKind {
+        match contender {
+            Contender::Floor => ChildKind::Floor,
+            Contender::Engine => ChildKind::Engine,
+            Contender::Std => ChildKind::Std,
+        }
+    }
+}
+
+/// A scenario of `--scenario`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Many checks at high concurrency: accepted connections must stay 0.
+    Leak,
+    /// Every port of 127.0.0.1.
+    Scan,
+}
+
+impl Args {
+    /// Checks per run, after the mode's default.
+    pub fn checks(&self) -> u64 {
+        self.checks.unwrap_or(match (self.quick, self.scenario) {
+            (true, _) => QUICK_CHECKS,
+            (false, Some(Scenario::Leak)) => DEFAULT_LEAK_CHECKS,
+            (false, _) => DEFAULT_CHECKS,
+        })
+    }
+
+    /// In-flight levels, after the mode's default, in ascending order without repeats.
+    pub fn concurrency(&self) -> Vec<usize> {
+        let mut levels = match (&self.concurrency, self.quick) {
+            (Some(levels), _) => levels.clone(),
+            (None, true) => vec![100],
+            (None, false) => DEFAULT_CONCURRENCY.to_vec(),
+        };
+        levels.sort_unstable();
+        levels.dedup();
+        levels
+    }
+
+    /// The highest in-flight level: the scenarios' concurrency.
+    pub fn highest_concurrency(&self) -> usize {
+        self.concurrency().last().copied().unwrap_or(1)
+    }
+
+    /// Runs per (contender, concurrency), after the mode's default.
+    pub fn runs(&self) -> usize {
+        self.runs
+            .unwrap_or(match (self.quick, self.scenario) {
+                (true, _) | (false, Some(Scenario::Leak)) => 1,
+                (false, _) => DEFAULT_RUNS,
+            })
+            .max(1)
+    }
+
+    /// Checks of each delay capture pass.
+    pub fn delay_checks(&self) -> u64 {
+        self.delay_checks.unwrap_or_else(|| self.checks())
+    }
+
+    /// One connection in this many is captured.
+    pub fn delay_sample(&self) -> u16 {
+        self.delay_sample
+            .unwrap_or(if self.quick { 1 } else { DEFAULT_DELAY_SAMPLE })
+    }
+
+    /// Checks the values that clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let sample = self.delay_sample();
+        anyhow::ensure!(
+            sample.is_power_of_two() && sample <= 1 << 14,
+            "--delay-sample must be a power of two up to 16384, not {sample}"
+        );
+        anyhow::ensure!(self.checks() > 0, "-n must be at least 1");
+        anyhow::ensure!(
+            self.concurrency().first().is_some_and(|&lowest| lowest > 0),
+            "--concurrency needs levels of at least 1"
+        );
+        anyhow::ensure!(self.timeout_ms > 0, "--timeout-ms must be at least 1");
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! The checked server: a listener on 127.0.0.1 whose "application" is one thread that accepts,
+//! counts and closes every connection, the way a real server's accept loop would see them.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// The backlog asked for, unless `net.core.somaxconn` allows more.
+const MIN_BACKLOG: i32 = 4096;
+/// How long to wait after a run before reading the count: longer than the kernel's 200 ms
+/// delayed-ACK timer, so that a final ACK the checker failed to hold back has reached the
+/// application by then.
+const PAST_DELAYED_ACK: Duration = Duration::from_millis(300);
+/// After [`PAST_DELAYED_ACK`], the count must hold still this long.
+const STILL: Duration = Duration::from_millis(50);
+/// How long the count may keep moving before [`Listener::settle`] gives up waiting.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// A listening socket and the thread that accepts from it.
+pub struct Listener {
+    socket: Arc<TcpListener>,
+    address: SocketAddrV4,
+    backlog: i32,
+    accepted: Arc<AtomicU64>,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Listens on 127.0.0.1 on a free port, with a backlog of 4096 or `somaxconn` if higher,
+    /// and starts accepting.
+    pub fn start(somaxconn: i32) -> anyhow::Result<Listener> {
+        let backlog = MIN_BACKLOG.max(somaxconn);
+        let socket = Arc::new(listen(backlog).context("listening on 127.0.0.1")?);
+        let address = match socket.local_addr().context("the listener's address")? {
+            SocketAddr::V4(address) => address,
+            SocketAddr::V6(address) => anyhow::bail!("the listener got an IPv6 address {address}"),
+        };
+        let accepted = Arc::new(AtomicU64::new(0));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread = thread::Builder::new()
+            .name("listener".into())
+            .spawn({
+                let (socket, accepted, stopping) = (
+                    Arc::clone(&socket),
+                    Arc::clone(&accepted),
+                    Arc::clone(&stopping),
+                );
+                move || accept_until_stopped(&socket, &accepted, &stopping)
+            })
+            .context("starting the listener thread")?;
+        Ok(Listener {
+            socket,
+            address,
+            backlog: backlog.min(somaxconn),
+            accepted,
+            stopping,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address checked.
+    pub fn address(&self) -> SocketAddrV4 {
+        self.address
+    }
+
+    /// The accept queue's length, as the kernel caps it.
+    pub fn backlog(&self) -> i32 {
+        self.backlog
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Waits out the delayed-ACK window after a run, then until the count holds still (the
+    /// queue of a full-connect run takes a moment to drain), so that everything a run caused
+    /// is counted for it and nothing spills into the next.
+    pub fn settle(&self) {
+        thread::sleep(PAST_DELAYED_ACK);
+        let started = Instant::now();
+        loop {
+            let before = self.accepted();
+            thread::sleep(STILL);
+            if self.accepted() == before || started.elapsed() > SETTLE_LIMIT {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    /// Stops the accepting thread: shutting a listening socket down wakes a blocked accept().
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
+        // SAFETY: shutdown() takes no pointers; the descriptor is the listener's, still open.
+        unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RDWR) };
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A listening TCP socket on 127.0.0.1, port chosen by the kernel, with `backlog`.
+fn listen(backlog: i32) -> io::Result<TcpListener> {
+    // SAFETY: socket() takes no pointers; its result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket() and is owned by nothing else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let address = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: the pointer and length describe `address`, a sockaddr_in that outlives the call.
+    let bound = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&address as *const libc::sockaddr_in).cast(),
+            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if bound != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: listen() takes no pointers.
+    if unsafe { libc::listen(socket.as_raw_fd(), backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpListener::from(socket))
+}
+
+/// Accepts, counts and closes connections until `stopping` is set (and the socket shut down).
+fn accept_until_stopped(socket: &TcpListener, accepted: &AtomicU64, stopping: &AtomicBool) {
+    loop {
+        match socket.accept() {
+            Ok((connection, _)) => {
+                accepted.fetch_add(1, Ordering::Relaxed);
+                drop(connection);
+            }
+            Err(_) if stopping.load(Ordering::Acquire) => return,
+            // A connection reset before it was accepted: the next one.
+            Err(error)
+                if matches!(error.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR)) => {}
+            // Out of descriptors or memory: give the system a moment.
+            Err(_) => thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}

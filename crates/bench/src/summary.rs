@@ -1,0 +1,293 @@
+//! The results: each run as measured, and each (contender, concurrency) row as shown (medians
+//! over the runs, ratios to the floor, memory per in-flight check), plus the verdict. These are
+//! also the `--json` output, so field names are stable.
+
+use serde::Serialize;
+
+use crate::args::Contender;
+use crate::child::Finished;
+use crate::contenders::Counts;
+use crate::delay::Delays;
+
+/// One child run, as measured.
+#[derive(Debug, Serialize)]
+pub struct RunResult {
+    /// Checks asked for.
+    pub checks: u64,
+    /// How they ended.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Seconds from the first check started to the last finished (inside the child).
+    pub elapsed_s: f64,
+    /// Checks per second over `elapsed_s`.
+    pub checks_per_s: f64,
+    /// User plus system CPU seconds of the child process, from `wait4`.
+    pub cpu_s: f64,
+    /// `cpu_s` per check, microseconds.
+    pub cpu_us_per_check: f64,
+    /// The child's own peak resident memory (`VmHWM`), KiB.
+    pub peak_rss_kib: u64,
+    /// `ru_maxrss` from `wait4`, KiB, which Linux floors at the parent's peak (kept to show it).
+    pub wait4_maxrss_kib: u64,
+    /// Connections the listener's application accepted during the run (and 300 ms after).
+    pub accepted: u64,
+    /// Seconds from spawning the child to reaping it.
+    pub wall_s: f64,
+    /// The ports found open, for a scan.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub open_ports: Vec<u16>,
+}
+
+impl RunResult {
+    /// The result of a finished child that made `checks` checks, during which the listener
+    /// accepted `accepted` connections.
+    pub fn new(checks: u64, finished: Finished, accepted: u64) -> RunResult {
+        let report = finished.report;
+        let cpu_s = finished.cpu.as_secs_f64();
+        RunResult {
+            checks,
+            counts: report.counts,
+            elapsed_s: report.elapsed_s,
+            checks_per_s: checks as f64 / report.elapsed_s.max(f64::MIN_POSITIVE),
+            cpu_s,
+            cpu_us_per_check: cpu_s * 1e6 / checks.max(1) as f64,
+            peak_rss_kib: report.peak_rss_kib,
+            wait4_maxrss_kib: finished.wait4_maxrss_kib,
+            accepted,
+            wall_s: finished.wall.as_secs_f64(),
+            open_ports: report.open_ports,
+        }
+    }
+
+    /// Whether every check found the port open.
+    pub fn all_open(&self) -> bool {
+        self.counts.open == self.checks
+    }
+}
+
+/// The SYN-ACK-to-RST delay of a row, from its own capture pass.
+#[derive(Debug, Serialize)]
+pub struct DelayResult {
+    /// The delays of the captured connections, if they could be measured.
+    pub delays: Option<Delays>,
+    /// Why not, otherwise.
+    pub unavailable: Option<String>,
+    /// The capture pass's own run (its checks were not timed for the table).
+    pub pass: Option<RunResult>,
+}
+
+impl DelayResult {
+    /// No delay, for `reason`.
+    pub fn unavailable(reason: impl Into<String>) -> DelayResult {
+        DelayResult {
+            delays: None,
+            unavailable: Some(reason.into()),
+            pass: None,
+        }
+    }
+}
+
+/// One (contender, concurrency) of the table.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// The contender.
+    pub contender: Contender,
+    /// Checks in flight.
+    pub in_flight: usize,
+    /// Why the row was not run, if it was not.
+    pub not_run: Option<String>,
+    /// Every run, in order.
+    pub runs: Vec<RunResult>,
+    /// Median checks per second.
+    pub checks_per_s: Option<f64>,
+    /// `checks_per_s` over the floor's at the same concurrency.
+    pub checks_per_s_vs_floor: Option<f64>,
+    /// Median CPU microseconds per check.
+    pub cpu_us_per_check: Option<f64>,
+    /// `cpu_us_per_check` over the floor's at the same concurrency.
+    pub cpu_vs_floor: Option<f64>,
+    /// Median peak resident memory, KiB.
+    pub peak_rss_kib: Option<f64>,
+    /// (median peak RSS here - at the contender's lowest concurrency) / (difference in checks
+    /// in flight), bytes; absent at the lowest concurrency.
+    pub memory_per_in_flight_bytes: Option<f64>,
+    /// The most connections the listener accepted in one run.
+    pub accepted_max: Option<u64>,
+    /// The SYN-ACK-to-RST delay.
+    pub delay: DelayResult,
+}
+
+impl Row {
+    /// A row of `runs`, its medians filled in; ratios and memory per check come from
+    /// [`compare`].
+    pub fn new(
+        contender: Contender,
+        in_flight: usize,
+        runs: Vec<RunResult>,
+        delay: DelayResult,
+    ) -> Row {
+        let statistic = |value: fn(&RunResult) -> f64| median(runs.iter().map(value).collect());
+        Row {
+            contender,
+            in_flight,
+            not_run: None,
+            checks_per_s: statistic(|run| run.checks_per_s),
+            checks_per_s_vs_floor: None,
+            cpu_us_per_check: statistic(|run| run.cpu_us_per_check),
+            cpu_vs_floor: None,
+            peak_rss_kib: statistic(|run| run.peak_rss_kib as f64),
+            memory_per_in_flight_bytes: None,
+            accepted_max: runs.iter().map(|run| run.accepted).max(),
+            runs,
+            delay,
+        }
+    }
+
+    /// A row that was not run, for `reason`.
+    pub fn not_run(contender: Contender, in_flight: usize, reason: impl Into<String>) -> Row {
+        let reason = reason.into();
+        let mut row = Row::new(
+            contender,
+            in_flight,
+            Vec::new(),
+            DelayResult::unavailable(reason.as_str()),
+        );
+        row.not_run = Some(reason);
+        row
+    }
+}
+
+/// Fills in the ratios to the floor and the memory per in-flight check of every row.
+pub fn compare(rows: &mut [Row]) {
+    let find = |rows: &[Row], contender, in_flight| {
+        rows.iter()
+            .find(|row| {
+                row.contender == contender && row.in_flight == in_flight && row.not_run.is_none()
+            })
+            .map(|row| {
+                (
+                    row.in_flight,
+                    row.checks_per_s,
+                    row.cpu_us_per_check,
+                    row.peak_rss_kib,
+                )
+            })
+    };
+    for index in 0..rows.len() {
+        let (contender, in_flight) = (rows[index].contender, rows[index].in_flight);
+        let floor = find(rows, Contender::Floor, in_flight);
+        let lowest = rows
+            .iter()
+            .filter(|row| row.contender == contender && row.not_run.is_none())
+            .map(|row| row.in_flight)
+            .min()
+            .and_then(|lowest| find(rows, contender, lowest));
+        let row = &mut rows[index];
+        if let Some((_, floor_rate, floor_cpu, _)) = floor {
+            row.checks_per_s_vs_floor = ratio(row.checks_per_s, floor_rate);
+            row.cpu_vs_floor = ratio(row.cpu_us_per_check, floor_cpu);
+        }
+        if let (Some((lowest_in_flight, _, _, Some(lowest_rss))), Some(rss)) =
+            (lowest, row.peak_rss_kib)
+        {
+            if row.in_flight > lowest_in_flight {
+                let checks = (row.in_flight - lowest_in_flight) as f64;
+                row.memory_per_in_flight_bytes = Some((rss - lowest_rss) * 1024.0 / checks);
+            }
+        }
+    }
+}
+
+/// `value / base`, when both are there.
+fn ratio(value: Option<f64>, base: Option<f64>) -> Option<f64> {
+    Some(value? / base.filter(|base| *base > 0.0)?)
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` if empty.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_unstable_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => None,
+        length if length % 2 == 1 => Some(values[middle]),
+        _ => Some((values[middle - 1] + values[middle]) / 2.0),
+    }
+}
+
+/// Whether the runs met the benchmark's bar, and if not, why.
+#[derive(Debug, Default, Serialize)]
+pub struct Verdict {
+    /// True if nothing below failed.
+    pub ok: bool,
+    /// What failed.
+    pub failures: Vec<String>,
+}
+
+impl Verdict {
+    /// The verdict on `rows`: every engine check open, and no connection accepted from the
+    /// half-open contenders (floor, engine), in the timed runs and the capture passes alike.
+    pub fn of(rows: &[Row]) -> Verdict {
+        let mut failures = Vec::new();
+        for row in rows {
+            let runs = row
+                .runs
+                .iter()
+                .enumerate()
+                .map(|(index, run)| (format!("run {}", index + 1), run));
+            let pass = row
+                .delay
+                .pass
+                .iter()
+                .map(|run| ("capture pass".to_string(), run));
+            for (what, run) in runs.chain(pass) {
+                let name = format!(
+                    "{} at {} in flight, {what}",
+                    row.contender.name(),
+                    row.in_flight
+                );
+                if row.contender == Contender::Engine && !run.all_open() {
+                    failures.push(format!(
+                        "{name}: {} of {} checks open ({})",
+                        run.counts.open,
+                        run.checks,
+                        describe_failures(&run.counts)
+                    ));
+                }
+                if row.contender.half_open() && run.accepted > 0 {
+                    failures.push(format!(
+                        "{name}: the listener accepted {} connections",
+                        run.accepted
+                    ));
+                }
+            }
+        }
+        Verdict {
+            ok: failures.is_empty(),
+            failures,
+        }
+    }
+}
+
+/// The checks that were not open, in words.
+pub fn describe_failures(counts: &Counts) -> String {
+    let mut text = format!(
+        "{} closed, {} timed out, {} errors",
+        counts.closed, counts.timed_out, counts.errors
+    );
+    if let Some(error) = &counts.first_error {
+        text.push_str(&format!("; first error: {error}"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+}

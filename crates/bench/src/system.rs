@@ -1,0 +1,130 @@
+//! What the benchmark reads from or asks of the system: the open-files limit, the accept-queue
+//! cap, the load average, a process's peak memory.
+
+use std::collections::BTreeSet;
+use std::io;
+
+use anyhow::Context;
+
+/// Raises the soft limit of open files to the hard limit (children inherit it), and returns
+/// the new limit.
+pub fn raise_open_files_limit() -> anyhow::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: the pointer is to a live rlimit, which getrlimit fills.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: the pointer is to a live rlimit, which setrlimit only reads.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error())
+                .context("raising the soft limit of open files to the hard limit");
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// `net.core.somaxconn`: the kernel caps every listen() backlog at it.
+pub fn somaxconn() -> anyhow::Result<i32> {
+    let text = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .context("reading /proc/sys/net/core/somaxconn")?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("parsing net.core.somaxconn {text:?}"))
+}
+
+/// The 1-minute load average, from `/proc/loadavg`.
+pub fn load_average() -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+    let first = text.split_whitespace().next().unwrap_or_default();
+    first
+        .parse()
+        .with_context(|| format!("parsing /proc/loadavg {text:?}"))
+}
+
+/// How many CPUs this process may run on.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// This process's peak resident memory in KiB (`VmHWM` of `/proc/self/status`): the high-water
+/// mark of its own address space since its exec.
+///
+/// A parent cannot get this from `wait4`: Linux starts an exec'd child's `ru_maxrss` at the peak
+/// of the address space it replaced, which after `fork`/`vfork` is the parent's.
+pub fn peak_rss_kib() -> anyhow::Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .context("no VmHWM in /proc/self/status")?;
+    let kib = line.trim().trim_end_matches("kB").trim();
+    kib.parse()
+        .with_context(|| format!("parsing VmHWM {line:?}"))
+}
+
+/// How many IPv4 TCP sockets with `port` at either end are in TIME_WAIT.
+pub fn time_wait_sockets(port: u16) -> anyhow::Result<usize> {
+    const TIME_WAIT: u8 = 0x06;
+    let sockets = tcp_sockets("/proc/net/tcp")?;
+    Ok(sockets
+        .iter()
+        .filter(|s| s.state == TIME_WAIT && (s.local_port == port || s.remote_port == port))
+        .count())
+}
+
+/// The ports on which some TCP socket (IPv4 or IPv6) listens now.
+pub fn listening_ports() -> anyhow::Result<BTreeSet<u16>> {
+    const LISTEN: u8 = 0x0A;
+    let mut ports = BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let sockets = tcp_sockets(table)?;
+        ports.extend(
+            sockets
+                .iter()
+                .filter(|s| s.state == LISTEN)
+                .map(|s| s.local_port),
+        );
+    }
+    Ok(ports)
+}
+
+/// One line of `/proc/net/tcp` or `tcp6`.
+struct TcpSocket {
+    local_port: u16,
+    remote_port: u16,
+    state: u8,
+}
+
+/// The sockets of a `/proc/net/tcp`-style table (a missing table, as without IPv6, is empty).
+fn tcp_sockets(path: &str) -> anyhow::Result<Vec<TcpSocket>> {
+    let table = match std::fs::read_to_string(path) {
+        Ok(table) => table,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("reading {path}")),
+    };
+    let port = |address: &str| {
+        let (_, port) = address.rsplit_once(':')?;
+        u16::from_str_radix(port, 16).ok()
+    };
+    // sl, local address:port, remote address:port, state (hex), ...
+    let sockets = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let (local, remote, state) = (fields.next()?, fields.next()?, fields.next()?);
+            Some(TcpSocket {
+                local_port: port(local)?,
+                remote_port: port(remote)?,
+                state: u8::from_str_radix(state, 16).ok()?,
+            })
+        })
+        .collect();
+    Ok(sockets)
+}
