@@ -251,9 +251,21 @@ fn nonzero(duration: Duration) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// The longest time any flag takes: a century is as good as forever, and keeps deadlines
+/// representable.
+const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A bare number (decimals allowed) in `bare_unit`, or a number with its unit (`500ms`, `2s`,
-/// `1m`, `1h 30m`).
+/// `1m`, `1h 30m`), at most [`LONGEST`].
 fn parse_duration(text: &str, bare_unit: Duration) -> Result<Duration, String> {
+    let duration = parse_any_duration(text, bare_unit)?;
+    if duration > LONGEST {
+        return Err(format!("{text} is too long a time (at most 100 years)"));
+    }
+    Ok(duration)
+}
+
+fn parse_any_duration(text: &str, bare_unit: Duration) -> Result<Duration, String> {
     let is_bare_number = !text.is_empty()
         && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
         && text.bytes().filter(|&b| b == b'.').count() <= 1
@@ -393,6 +405,8 @@ mod tests {
         assert!(refused(&["--wait", "0", "x:1"]).contains("greater than zero"));
         assert!(refused(&["-t", "1e400", "x:1"]).contains("500ms"));
         assert!(refused(&["-i", "99999999999999999999999", "x:1"]).contains("too long"));
+        assert!(refused(&["--wait", "101y", "x:1"]).contains("too long"));
+        assert!(refused(&["-i", "3200000000", "x:1"]).contains("too long"));
     }
 
     #[test]

@@ -62,14 +62,13 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Ending> {
         check_lines(args),
         args.verbose,
     );
-    recorder.invalid_targets(&list.invalid)?;
+    recorder.report_invalid_targets(&list.invalid)?;
     if list.targets.is_empty() {
         return Ok(Ending::Exit(status::ERROR));
     }
     let invalid = list.invalid.len();
-    let timeout = args.timeout;
     let plan = Plan {
-        timeout,
+        timeout: args.timeout,
         family: family(args),
         all_addresses: args.all_addresses,
         max_in_flight: checks_in_flight_allowed(args.max_in_flight),

@@ -26,6 +26,7 @@ use crate::check::{Ending, status};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    limits::raise_open_files_limit();
     let result = match &cli.command {
         Some(Command::Bench(bench)) => bench::run(bench),
         Some(Command::Completions { shell }) => completions(*shell),

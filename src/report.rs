@@ -64,7 +64,7 @@ impl<'a> Recorder<'a> {
     }
 
     /// Reports targets that were refused (on stderr, and in the output's own form).
-    pub fn invalid_targets(&mut self, invalid: &[InvalidTarget]) -> io::Result<()> {
+    pub fn report_invalid_targets(&mut self, invalid: &[InvalidTarget]) -> io::Result<()> {
         self.invalid_targets += invalid.len();
         for invalid in invalid {
             writeln!(self.console.err(), "tcp-checker: {invalid}")?;

@@ -177,7 +177,9 @@ impl<'a> Scheduler<'a> {
             wake = wake.min(*due);
         }
         if let Mode::UntilOpen { deadline } = self.plan.mode {
-            wake = wake.min(deadline.max(now));
+            if deadline > now {
+                wake = wake.min(deadline);
+            }
         }
         wake
     }

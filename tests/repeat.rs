@@ -178,3 +178,26 @@ fn an_interrupted_json_run_says_so_and_exits_by_what_it_saw() {
     assert!(summary["closed"].as_u64().unwrap() >= 2, "{summary}");
     assert_eq!(summary["targets"][0]["loss_percent"], 100.0);
 }
+
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    let (_listener, open) = listener();
+    let child = Command::new("sh")
+        .args(["-c", "ulimit -Sn 100 && exec \"$0\" -n 0 -i 50ms \"$1\""])
+        .args([env!("CARGO_BIN_EXE_tcp-checker"), &open.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let output = interrupt(child, Duration::ZERO);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(open_files[3], open_files[4], "soft and hard limits: {limits}");
+    assert_ne!(open_files[3], "100", "{limits}");
+}

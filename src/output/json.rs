@@ -6,10 +6,11 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 
 use serde::{Serialize, Serializer};
+use tcp_shaker::CheckError;
 
 use super::{CheckEvent, Output, RunKind, Summary, WaitEvent, millis};
-use crate::targets::InvalidTarget;
-use crate::verdict::error_kind_name;
+use crate::targets::{InvalidTarget, Source};
+use crate::verdict::{Verdict, error_kind_name};
 
 /// NDJSON output.
 pub struct Json;
@@ -25,7 +26,7 @@ struct CheckObject<'a> {
     elapsed_ms: Option<f64>,
     seq: u64,
     time: AsText<humantime::Rfc3339Timestamp>,
-    error: Option<AsText<&'a tcp_shaker::CheckError>>,
+    error: Option<AsText<&'a CheckError>>,
     error_kind: Option<&'static str>,
 }
 
@@ -33,7 +34,7 @@ struct CheckObject<'a> {
 struct InvalidTargetObject<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    source: AsText<&'a crate::targets::Source>,
+    source: AsText<&'a Source>,
     input: &'a str,
     error: &'a str,
 }
@@ -110,8 +111,8 @@ fn write_line(out: &mut dyn Write, object: &impl Serialize) -> io::Result<()> {
     out.write_all(b"\n")
 }
 
-/// Rounds to the microsecond, as every time in the output is.
-fn round_millis(value: f64) -> f64 {
+/// Rounds to three decimals: milliseconds to the microsecond, as every time in the output is.
+fn round_to_thousandths(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
@@ -126,7 +127,7 @@ impl Output for Json {
                 address: check.address(),
                 outcome: check.verdict.json_name(),
                 rtt_ms: match check.verdict {
-                    crate::verdict::Verdict::Open { rtt } => Some(millis(rtt)),
+                    Verdict::Open { rtt } => Some(millis(rtt)),
                     _ => None,
                 },
                 elapsed_ms: check
@@ -213,11 +214,11 @@ impl Output for Json {
                     timed_out: counts.timed_out,
                     unreachable: counts.unreachable,
                     errors: counts.errors,
-                    loss_percent: round_millis(counts.loss_percent()),
-                    rtt_min_ms: rtt.map(|rtt| round_millis(rtt.min)),
-                    rtt_avg_ms: rtt.map(|rtt| round_millis(rtt.mean)),
-                    rtt_max_ms: rtt.map(|rtt| round_millis(rtt.max)),
-                    rtt_stddev_ms: rtt.map(|rtt| round_millis(rtt.stddev())),
+                    loss_percent: round_to_thousandths(counts.loss_percent()),
+                    rtt_min_ms: rtt.map(|rtt| round_to_thousandths(rtt.min)),
+                    rtt_avg_ms: rtt.map(|rtt| round_to_thousandths(rtt.mean)),
+                    rtt_max_ms: rtt.map(|rtt| round_to_thousandths(rtt.max)),
+                    rtt_stddev_ms: rtt.map(|rtt| round_to_thousandths(rtt.stddev())),
                     longest_up_streak: stats.longest_up_streak,
                     longest_down_streak: stats.longest_down_streak,
                 }
