@@ -198,6 +198,9 @@ fn the_open_files_limit_is_raised_to_the_hard_limit() {
         .unwrap()
         .split_whitespace()
         .collect();
-    assert_eq!(open_files[3], open_files[4], "soft and hard limits: {limits}");
+    assert_eq!(
+        open_files[3], open_files[4],
+        "soft and hard limits: {limits}"
+    );
     assert_ne!(open_files[3], "100", "{limits}");
 }
