@@ -2,9 +2,11 @@
 //!
 //! On Linux and Android the socket is created non-blocking and close-on-exec in one call, with
 //! `TCP_QUICKACK` off so that the kernel delays the ACK of SYN-ACK (up to 200 ms) instead of
-//! sending it, and `SO_LINGER {on, 0}` so that `close()` sends RST. The event loop closes the
-//! socket as soon as it is writable: SYN, SYN-ACK, RST, and the server's application never
-//! accepts anything.
+//! sending it. The event loop closes the socket as soon as it is writable, after setting
+//! `SO_LINGER {on, 0}` so that `close()` sends RST: SYN, SYN-ACK, RST, and the server's
+//! application never accepts anything. (The linger option is set at close rather than at
+//! creation so that a refused attempt, which has nothing left to reset, costs one system call
+//! less; dropping a [`Connecting`] socket for any other reason still resets it.)
 //!
 //! Other systems (the BSDs, macOS, Windows) acknowledge a SYN-ACK at once and offer no switch to
 //! hold it back, so there the same steps make a full connection, closed with RST: the server's
@@ -12,15 +14,16 @@
 //!
 //! To a loopback address, Linux runs the whole handshake inside `connect()`: the SYN is
 //! delivered, and the SYN-ACK or RST comes back, before the call returns. There the outcome is
-//! read at once (`getpeername`, then `SO_ERROR` if not connected) and the socket closed, which
-//! saves registering it with the poller and waiting for an event it already has.
+//! read at once with a second `connect()`, which answers 0 once connected, `EALREADY` while
+//! connecting, or the attempt's error, and sends nothing. That saves registering the socket with
+//! the poller and waiting for an event it already has.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use mio::net::TcpStream;
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 /// Where the checker's sockets come from: a source address per family and a network interface.
 #[derive(Clone, Debug, Default)]
@@ -42,26 +45,71 @@ impl Binding {
 /// What `connect()` left us with.
 pub(crate) enum Attempt {
     /// The handshake is under way: wait for the socket to become writable.
-    InProgress(TcpStream),
-    /// `connect()` itself answered: the connection was made at once (and has been closed), or
+    InProgress(Connecting),
+    /// `connect()` itself answered: the connection was made at once (and has been reset), or
     /// refused, or failed.
     Answered(io::Result<()>),
 }
 
+/// A socket whose handshake is under way. Dropping it closes it, with RST when the checker
+/// closes with zero linger: whatever state the handshake reached, the server is never left
+/// with an established connection.
+pub(crate) struct Connecting {
+    stream: TcpStream,
+    reset_on_close: bool,
+}
+
+impl Connecting {
+    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// The attempt's error, once the poller says it is over: `Ok(())` means connected.
+    pub(crate) fn result(&self) -> io::Result<()> {
+        match self.stream.take_error() {
+            Ok(None) => Ok(()),
+            Ok(Some(error)) | Err(error) => Err(error),
+        }
+    }
+
+    /// Closes a socket whose attempt failed: there is no connection left to reset.
+    pub(crate) fn close_failed(mut self) {
+        self.reset_on_close = false;
+    }
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        if self.reset_on_close {
+            // Should this fail, close() sends FIN instead; nothing better can be done here.
+            let _ = SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
 /// Opens a socket for `address` and starts connecting it.
 pub(crate) fn start(address: SocketAddr, zero_linger: bool, binding: &Binding) -> Attempt {
-    let socket = match open(address, zero_linger, binding) {
+    let socket = match open(address, binding) {
         Ok(socket) => socket,
         Err(error) => return Attempt::Answered(Err(error)),
     };
-    match socket.connect(&SockAddr::from(address)) {
-        Ok(()) => Attempt::Answered(Ok(())),
+    let answer = match socket.connect(&SockAddr::from(address)) {
         Err(error) if is_in_progress(&error) => match answered_in_connect(&socket, address) {
-            Some(answer) => Attempt::Answered(answer),
-            None => Attempt::InProgress(TcpStream::from_std(std::net::TcpStream::from(socket))),
+            Some(answer) => answer,
+            None => {
+                return Attempt::InProgress(Connecting {
+                    stream: TcpStream::from_std(std::net::TcpStream::from(socket)),
+                    reset_on_close: zero_linger,
+                });
+            }
         },
-        Err(error) => Attempt::Answered(Err(error)),
+        answer => answer,
+    };
+    if answer.is_ok() && zero_linger {
+        // Connected: reset it. Should this fail, close() sends FIN instead.
+        let _ = socket.set_linger(Some(Duration::ZERO));
     }
+    Attempt::Answered(answer)
 }
 
 /// The outcome of a handshake that `connect()` already completed, which happens to loopback
@@ -71,14 +119,9 @@ fn answered_in_connect(socket: &Socket, address: SocketAddr) -> Option<io::Resul
     if !is_loopback(address.ip()) {
         return None;
     }
-    match socket.peer_addr() {
-        Ok(_) => Some(Ok(())),
-        Err(error) if error.raw_os_error() != Some(libc::ENOTCONN) => Some(Err(error)),
-        // Not connected: refused or unreachable already (an error is pending), or still waiting.
-        Err(_) => match socket.take_error() {
-            Ok(None) => None,
-            Ok(Some(error)) | Err(error) => Some(Err(error)),
-        },
+    match socket.connect(&SockAddr::from(address)) {
+        Err(error) if error.raw_os_error() == Some(libc::EALREADY) => None,
+        answer => Some(answer),
     }
 }
 
@@ -96,13 +139,10 @@ fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-fn open(address: SocketAddr, zero_linger: bool, binding: &Binding) -> io::Result<Socket> {
+fn open(address: SocketAddr, binding: &Binding) -> io::Result<Socket> {
     let domain = Domain::for_address(address);
     let socket = new_nonblocking_socket(domain)?;
     hold_back_final_ack(&socket)?;
-    if zero_linger {
-        socket.set_linger(Some(Duration::ZERO))?;
-    }
     if let Some(interface) = &binding.interface {
         bind_interface(&socket, interface)?;
     }

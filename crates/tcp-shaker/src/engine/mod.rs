@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use self::connect::Attempt;
 pub(crate) use self::connect::Binding;
+use self::connect::{Attempt, Connecting};
 use self::few::Few;
 pub(crate) use self::inbox::{Command, Inbox, LoopFinished, Request, Scope};
 use self::inbox::{Taken, WAKER_TOKEN};
@@ -96,7 +96,7 @@ enum ProbeState {
     /// Waiting for its turn to connect.
     Queued,
     /// Connecting since the instant given.
-    Connecting(mio::net::TcpStream, Instant),
+    Connecting(Connecting, Instant),
 }
 
 pub(crate) struct Engine {
@@ -350,13 +350,13 @@ impl Engine {
             started += 1;
             let connect_started = Instant::now();
             match connect::start(probe.address, job.zero_linger, &self.config.binding) {
-                Attempt::InProgress(mut stream) => {
+                Attempt::InProgress(mut socket) => {
                     let token = Token(key.to_usize());
                     let registry = self.poll.registry();
-                    match registry.register(&mut stream, token, Interest::WRITABLE) {
+                    match registry.register(socket.stream_mut(), token, Interest::WRITABLE) {
                         Ok(()) => {
                             if let Some(probe) = self.probes.get_mut(key) {
-                                probe.state = ProbeState::Connecting(stream, connect_started);
+                                probe.state = ProbeState::Connecting(socket, connect_started);
                                 self.sockets_open += 1;
                             }
                         }
@@ -384,17 +384,13 @@ impl Engine {
                 continue;
             }
             let key = Key::from_usize(token.0);
-            let Some(ProbeState::Connecting(stream, connect_started)) =
+            let Some(ProbeState::Connecting(socket, connect_started)) =
                 self.probes.get(key).map(|probe| &probe.state)
             else {
                 continue;
             };
-            let outcome = match stream.take_error() {
-                Ok(None) => Ok(Outcome::Open {
-                    rtt: now.saturating_duration_since(*connect_started),
-                }),
-                Ok(Some(error)) | Err(error) => Err(error),
-            };
+            let rtt = now.saturating_duration_since(*connect_started);
+            let outcome = socket.result().map(|()| Outcome::Open { rtt });
             self.finish_probe(key, outcome, now);
         }
         self.events = events;
@@ -405,7 +401,13 @@ impl Engine {
         let Some(probe) = self.remove_probe(key) else {
             return;
         };
-        drop(probe.state); // close() now: RST goes out before anything else happens
+        // close() now, before anything else happens: RST if connected.
+        if let ProbeState::Connecting(socket, _) = probe.state {
+            match outcome {
+                Ok(_) => drop(socket),
+                Err(_) => socket.close_failed(),
+            }
+        }
         let Some(job) = self.jobs.get_mut(probe.job) else {
             return;
         };
