@@ -157,10 +157,16 @@ fn strip_comment(line: &str) -> &str {
 pub fn parse_spec(spec: &str) -> Result<Vec<Target>, String> {
     let (host, ports) = split_host_ports(spec)?;
     let ranges = parse_port_list(ports)?;
-    let mut targets = Vec::with_capacity(ranges.iter().map(|r| r.len()).sum());
-    for port in ranges.into_iter().flatten() {
-        targets.push(Target::new(host, port).map_err(|error| reason_of(&error))?);
+    let mut ports = ranges.into_iter().flatten();
+    let Some(first_port) = ports.next() else {
+        return Ok(Vec::new());
+    };
+    let first = Target::new(host, first_port).map_err(|error| reason_of(&error))?;
+    let mut targets = Vec::with_capacity(ports.size_hint().0 + 1);
+    for port in ports {
+        targets.push(first.with_port(port).map_err(|error| reason_of(&error))?);
     }
+    targets.insert(0, first);
     Ok(targets)
 }
 
@@ -241,15 +247,12 @@ fn parse_port(text: &str) -> Result<u16, String> {
     }
 }
 
-/// The reason part of the library's message, without its `invalid target "host:port": `
-/// headline (the spec is quoted by [`InvalidTarget`] already).
+/// The reason the library gives, without its `invalid target "host:port": ` headline (the spec
+/// is quoted by [`InvalidTarget`] already).
 fn reason_of(error: &CheckError) -> String {
-    let message = error.to_string();
-    message
-        .strip_prefix("invalid target ")
-        .and_then(|rest| rest.strip_prefix(error.target()))
-        .and_then(|rest| rest.strip_prefix(": "))
-        .map_or_else(|| message.clone(), str::to_owned)
+    error
+        .detail()
+        .map_or_else(|| error.to_string(), str::to_owned)
 }
 
 #[cfg(test)]

@@ -90,6 +90,18 @@ impl CheckError {
         &self.target
     }
 
+    /// What was wrong, in words, when the error carries a description of its own (an invalid
+    /// target or option, a name without an address of the family asked for); the operating
+    /// system's error is the [`source`](Error::source) instead.
+    ///
+    /// ```
+    /// let error = "localhost:0".parse::<tcp_shaker::Target>().unwrap_err();
+    /// assert_eq!(error.detail(), Some("port 0 cannot be checked; give a port from 1 to 65535"));
+    /// ```
+    pub fn detail(&self) -> Option<&str> {
+        self.detail
+    }
+
     fn headline(&self) -> &'static str {
         match self.kind {
             ErrorKind::InvalidTarget => "invalid target",

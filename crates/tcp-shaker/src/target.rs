@@ -49,6 +49,18 @@ impl Target {
         Target::from_parts(host, port).map_err(|reason| invalid(&input(), reason))
     }
 
+    /// The same host with another port; fails on port 0.
+    ///
+    /// ```
+    /// let ssh: tcp_shaker::Target = "db.internal:22".parse()?;
+    /// assert_eq!(ssh.with_port(5432)?.to_string(), "db.internal:5432");
+    /// # Ok::<(), tcp_shaker::CheckError>(())
+    /// ```
+    pub fn with_port(&self, port: u16) -> Result<Target, CheckError> {
+        Target::from_parts(self.host.clone(), port)
+            .map_err(|reason| invalid(&format!("{}:{port}", self.host), reason))
+    }
+
     /// The host to check.
     pub fn host(&self) -> &Host {
         &self.host
@@ -335,6 +347,15 @@ mod tests {
         assert!(reason("127.1:80").contains("not a valid IPv4"));
         assert!(reason(" localhost:80").contains("spaces"));
         assert!(reason("%%%:80").contains("\"%%%:80\""));
+    }
+
+    #[test]
+    fn another_port_keeps_the_host() {
+        let v6: Target = "[::1]:80".parse().unwrap();
+        assert_eq!(v6.with_port(443).unwrap().to_string(), "[::1]:443");
+        let error = v6.with_port(0).unwrap_err();
+        assert_eq!(error.target(), "\"[::1]:0\"");
+        assert!(error.detail().unwrap().contains("port 0"));
     }
 
     #[test]
