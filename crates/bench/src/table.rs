@@ -36,8 +36,9 @@ pub fn render(benchmark: &Benchmark) -> String {
     );
     let _ = writeln!(
         text,
-        "{} CPUs; load average {:.2} before, {:.2} after; listener backlog {}; open files \
-         limit {}; timeout {} ms.\n",
+        "{} CPUs; 1-minute load average {:.2} before, {:.2} after (it counts this benchmark's \
+         own threads: std runs up to 1000); listener backlog {}; open files limit {}; timeout \
+         {} ms.\n",
         setup.cpus,
         setup.load_average_before,
         benchmark.load_average_after,
