@@ -270,7 +270,11 @@ pub fn render_scan(scan: &Scan) -> String {
         .map(|(index, scan)| {
             let list = |ports: &[u16]| {
                 let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-                ports.join(", ")
+                if ports.is_empty() {
+                    "-".to_string()
+                } else {
+                    ports.join(", ")
+                }
             };
             let run = &scan.run;
             vec![
