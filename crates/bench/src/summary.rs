@@ -159,40 +159,38 @@ impl Row {
 
 /// Fills in the ratios to the floor and the memory per in-flight check of every row.
 pub fn compare(rows: &mut [Row]) {
-    let find = |rows: &[Row], contender, in_flight| {
-        rows.iter()
-            .find(|row| {
-                row.contender == contender && row.in_flight == in_flight && row.not_run.is_none()
-            })
-            .map(|row| {
-                (
-                    row.in_flight,
-                    row.checks_per_s,
-                    row.cpu_us_per_check,
-                    row.peak_rss_kib,
-                )
-            })
-    };
-    for index in 0..rows.len() {
-        let (contender, in_flight) = (rows[index].contender, rows[index].in_flight);
-        let floor = find(rows, Contender::Floor, in_flight);
-        let lowest = rows
-            .iter()
-            .filter(|row| row.contender == contender && row.not_run.is_none())
-            .map(|row| row.in_flight)
-            .min()
-            .and_then(|lowest| find(rows, contender, lowest));
-        let row = &mut rows[index];
-        if let Some((_, floor_rate, floor_cpu, _)) = floor {
-            row.checks_per_s_vs_floor = ratio(row.checks_per_s, floor_rate);
-            row.cpu_vs_floor = ratio(row.cpu_us_per_check, floor_cpu);
-        }
-        if let (Some((lowest_in_flight, _, _, Some(lowest_rss))), Some(rss)) =
-            (lowest, row.peak_rss_kib)
+    let ran = |row: &&Row| row.not_run.is_none();
+    // (in flight, checks/s, CPU per check) of the floor's rows.
+    let floors: Vec<(usize, Option<f64>, Option<f64>)> = rows
+        .iter()
+        .filter(ran)
+        .filter(|row| row.contender == Contender::Floor)
+        .map(|row| (row.in_flight, row.checks_per_s, row.cpu_us_per_check))
+        .collect();
+    // (contender, in flight, peak RSS) of each contender's lowest concurrency that ran.
+    let mut lowest: Vec<(Contender, usize, Option<f64>)> = Vec::new();
+    for row in rows.iter().filter(ran) {
+        match lowest
+            .iter_mut()
+            .find(|(contender, ..)| *contender == row.contender)
         {
-            if row.in_flight > lowest_in_flight {
-                let checks = (row.in_flight - lowest_in_flight) as f64;
-                row.memory_per_in_flight_bytes = Some((rss - lowest_rss) * 1024.0 / checks);
+            Some(entry) if entry.1 <= row.in_flight => {}
+            Some(entry) => *entry = (row.contender, row.in_flight, row.peak_rss_kib),
+            None => lowest.push((row.contender, row.in_flight, row.peak_rss_kib)),
+        }
+    }
+    for row in rows.iter_mut() {
+        if let Some(&(_, rate, cpu)) = floors.iter().find(|floor| floor.0 == row.in_flight) {
+            row.checks_per_s_vs_floor = ratio(row.checks_per_s, rate);
+            row.cpu_vs_floor = ratio(row.cpu_us_per_check, cpu);
+        }
+        let base = lowest
+            .iter()
+            .find(|(contender, ..)| *contender == row.contender);
+        if let (Some(&(_, base_in_flight, Some(base_rss))), Some(rss)) = (base, row.peak_rss_kib) {
+            if row.in_flight > base_in_flight {
+                let checks = (row.in_flight - base_in_flight) as f64;
+                row.memory_per_in_flight_bytes = Some((rss - base_rss) * 1024.0 / checks);
             }
         }
     }
@@ -283,6 +281,38 @@ pub fn describe_failures(counts: &Counts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A row that ran, with the given medians (checks/s, CPU us per check, peak RSS KiB).
+    fn row(contender: Contender, in_flight: usize, medians: (f64, f64, f64)) -> Row {
+        let mut row = Row::not_run(contender, in_flight, "");
+        row.not_run = None;
+        (row.checks_per_s, row.cpu_us_per_check, row.peak_rss_kib) =
+            (Some(medians.0), Some(medians.1), Some(medians.2));
+        row
+    }
+
+    #[test]
+    fn rows_compare_to_the_floor_and_to_their_lowest_concurrency() {
+        let mut rows = [
+            row(Contender::Floor, 100, (40_000.0, 25.0, 3000.0)),
+            row(Contender::Floor, 1000, (50_000.0, 20.0, 3000.0)),
+            row(Contender::Engine, 100, (60_000.0, 20.0, 3000.0)),
+            row(Contender::Engine, 1000, (50_000.0, 30.0, 4000.0)),
+            Row::not_run(Contender::Std, 100, "not asked for"),
+        ];
+        compare(&mut rows);
+        let engine = &rows[3];
+        assert_eq!(engine.checks_per_s_vs_floor, Some(1.0));
+        assert_eq!(engine.cpu_vs_floor, Some(1.5));
+        assert_eq!(rows[2].checks_per_s_vs_floor, Some(1.5));
+        // 1000 KiB more for 900 more checks in flight.
+        assert_eq!(
+            engine.memory_per_in_flight_bytes,
+            Some(1000.0 * 1024.0 / 900.0)
+        );
+        assert_eq!(rows[2].memory_per_in_flight_bytes, None);
+        assert_eq!(rows[4].checks_per_s_vs_floor, None);
+    }
 
     #[test]
     fn medians() {
