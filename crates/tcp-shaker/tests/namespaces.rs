@@ -542,3 +542,46 @@ fn listeners_inside_the_namespace_are_open() {
     checker.stop();
     loop_thread.join().unwrap().unwrap();
 }
+
+/// With one port in the local port range, `connect()` to that port of 127.0.0.1, where nothing
+/// listens, picks it as its own source port and connects to itself (a TCP simultaneous open).
+/// That must be reported as closed, not open, and leave the port usable for the next check.
+#[test]
+fn a_check_that_connects_to_itself_is_closed() {
+    const PORT: u16 = 40000;
+    let Some(namespace) = namespace(
+        "namespaces::a_check_that_connects_to_itself_is_closed",
+        &["ip", "sh"],
+    ) else {
+        return;
+    };
+    namespace.exec(&[
+        "sh",
+        "-c",
+        &format!("echo '{PORT} {PORT}' > /proc/sys/net/ipv4/ip_local_port_range"),
+    ]);
+    // The kernel alone: the attempt succeeds, connected to itself.
+    let reached_itself = namespace.run(|| {
+        let target = SocketAddr::from((Ipv4Addr::LOCALHOST, PORT));
+        let stream = std::net::TcpStream::connect_timeout(&target, TIMEOUT).unwrap();
+        // Reset on close, or TIME_WAIT would hold the range's only port.
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        stream.local_addr().unwrap() == target
+    });
+    assert!(
+        reached_itself,
+        "the one-port range did not make connect() reach itself"
+    );
+
+    let checker = namespace.checker();
+    for attempt in 0..3 {
+        let report = checker.check(("127.0.0.1", PORT), TIMEOUT).unwrap();
+        assert_eq!(
+            report.outcome(),
+            Outcome::Closed,
+            "attempt {attempt}: {report:?}"
+        );
+    }
+}

@@ -20,17 +20,31 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use mio::net::TcpStream;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
-/// Where the checker's sockets come from: a source address per family and a network interface.
-#[derive(Clone, Debug, Default)]
+/// Where the checker's sockets come from: a source address per family, a network interface, and
+/// the range of local ports `connect()` picks from.
+#[derive(Clone, Debug)]
 pub(crate) struct Binding {
     pub(crate) source_v4: Option<Ipv4Addr>,
     pub(crate) source_v6: Option<Ipv6Addr>,
     pub(crate) interface: Option<Box<[u8]>>,
+    pub(crate) local_ports: RangeInclusive<u16>,
+}
+
+impl Default for Binding {
+    fn default() -> Binding {
+        Binding {
+            source_v4: None,
+            source_v6: None,
+            interface: None,
+            local_ports: local_port_range(),
+        }
+    }
 }
 
 impl Binding {
@@ -40,6 +54,41 @@ impl Binding {
             SocketAddr::V6(_) => self.source_v6.map(IpAddr::V6),
         }
     }
+
+    /// Whether `connect()` could pick the destination's own port as its source port: then an
+    /// attempt on a local port that nothing listens on can connect to itself (a TCP
+    /// simultaneous open), which must not pass for an open port.
+    fn may_reach_itself(&self, destination: SocketAddr) -> bool {
+        self.local_ports.contains(&destination.port())
+    }
+}
+
+/// The local ports `connect()` picks from (`net.ipv4.ip_local_port_range`, which IPv6 shares),
+/// read once when the checker is built; every unprivileged port where it cannot be read.
+fn local_port_range() -> RangeInclusive<u16> {
+    const UNPRIVILEGED: RangeInclusive<u16> = 1024..=u16::MAX;
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return UNPRIVILEGED;
+    };
+    let mut bounds = text.split_whitespace().map(str::parse::<u16>);
+    match (bounds.next(), bounds.next()) {
+        (Some(Ok(low)), Some(Ok(high))) if low <= high => low..=high,
+        _ => UNPRIVILEGED,
+    }
+}
+
+/// Whether a connected socket reached itself: its local address is the destination.
+fn reached_itself(socket: SockRef<'_>, destination: SocketAddr) -> bool {
+    let local = socket.local_addr().ok().and_then(|local| local.as_socket());
+    local.is_some_and(|local| local.ip() == destination.ip() && local.port() == destination.port())
+}
+
+/// What an attempt that connected to itself stands for: nothing listens on the port.
+fn reached_itself_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        "the attempt connected to itself: nothing listens on the port",
+    )
 }
 
 /// What `connect()` left us with.
@@ -57,6 +106,11 @@ pub(crate) enum Attempt {
 pub(crate) struct Connecting {
     stream: TcpStream,
     reset_on_close: bool,
+    /// Whether the handshake completed (even with itself), once known.
+    connected: bool,
+    /// The destination, when the attempt could connect to itself (see
+    /// [`Binding::may_reach_itself`]).
+    may_reach: Option<SocketAddr>,
 }
 
 impl Connecting {
@@ -65,16 +119,23 @@ impl Connecting {
     }
 
     /// The attempt's error, once the poller says it is over: `Ok(())` means connected.
-    pub(crate) fn result(&self) -> io::Result<()> {
-        match self.stream.take_error() {
-            Ok(None) => Ok(()),
-            Ok(Some(error)) | Err(error) => Err(error),
+    pub(crate) fn result(&mut self) -> io::Result<()> {
+        if let Some(error) = self.stream.take_error().unwrap_or_else(Some) {
+            return Err(error);
+        }
+        self.connected = true;
+        match self.may_reach {
+            Some(destination) if reached_itself(SockRef::from(&self.stream), destination) => {
+                Err(reached_itself_error())
+            }
+            _ => Ok(()),
         }
     }
 
-    /// Closes a socket whose attempt failed: there is no connection left to reset.
-    pub(crate) fn close_failed(mut self) {
-        self.reset_on_close = false;
+    /// Closes the socket once [`result`](Connecting::result) has told its outcome: with RST if
+    /// it connected, plainly if the attempt failed, which left no connection to reset.
+    pub(crate) fn close(mut self) {
+        self.reset_on_close &= self.connected;
     }
 }
 
@@ -100,6 +161,8 @@ pub(crate) fn start(address: SocketAddr, zero_linger: bool, binding: &Binding) -
                 return Attempt::InProgress(Connecting {
                     stream: TcpStream::from_std(std::net::TcpStream::from(socket)),
                     reset_on_close: zero_linger,
+                    connected: false,
+                    may_reach: binding.may_reach_itself(address).then_some(address),
                 });
             }
         },
@@ -109,7 +172,14 @@ pub(crate) fn start(address: SocketAddr, zero_linger: bool, binding: &Binding) -
         // Connected: reset it. Should this fail, close() sends FIN instead.
         let _ = socket.set_linger(Some(Duration::ZERO));
     }
-    Attempt::Answered(answer)
+    match answer {
+        Ok(())
+            if binding.may_reach_itself(address) && reached_itself((&socket).into(), address) =>
+        {
+            Attempt::Answered(Err(reached_itself_error()))
+        }
+        answer => Attempt::Answered(answer),
+    }
 }
 
 /// The outcome of a handshake that `connect()` already completed, which happens to loopback

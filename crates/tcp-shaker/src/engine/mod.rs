@@ -385,7 +385,7 @@ impl Engine {
             }
             let key = Key::from_usize(token.0);
             let Some(ProbeState::Connecting(socket, connect_started)) =
-                self.probes.get(key).map(|probe| &probe.state)
+                self.probes.get_mut(key).map(|probe| &mut probe.state)
             else {
                 continue;
             };
@@ -403,10 +403,7 @@ impl Engine {
         };
         // close() now, before anything else happens: RST if connected.
         if let ProbeState::Connecting(socket, _) = probe.state {
-            match outcome {
-                Ok(_) => drop(socket),
-                Err(_) => socket.close_failed(),
-            }
+            socket.close();
         }
         let Some(job) = self.jobs.get_mut(probe.job) else {
             return;
