@@ -65,20 +65,64 @@ impl Completion {
 ///
 /// Dropping a batch cancels its checks and closes their sockets.
 pub struct Batch {
-    checker: Checker,
+    /// One per checker; checks go to each in turn.
+    lanes: Vec<Lane>,
+    next_lane: usize,
     queue: Arc<Queue>,
-    unsent: Vec<Command>,
     /// Results taken from the queue in one go and not yet handed out.
     arrived: Arrived,
     outstanding: usize,
 }
 
+/// A checker of a batch, and the submissions not yet handed to its loop.
+struct Lane {
+    checker: Checker,
+    unsent: Vec<Command>,
+}
+
 impl Batch {
     pub(crate) fn new(checker: Checker) -> Batch {
-        Batch {
+        Batch::with_lanes(vec![Lane {
             checker,
-            queue: Arc::new(Queue::new()),
             unsent: Vec::new(),
+        }])
+    }
+
+    /// A batch whose checks are spread over several checkers, each check made by the next
+    /// checker in turn, their results all coming back here. With one checker per CPU core,
+    /// their event loops share the work of a large run; each checker keeps its own
+    /// [`max_sockets`](crate::CheckerBuilder::max_sockets). `None` if `checkers` is empty.
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use std::time::Duration;
+    /// use tcp_shaker::{Batch, Checker};
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let checkers = [Checker::new()?, Checker::new()?];
+    /// let mut batch = Batch::across(checkers).expect("two checkers");
+    /// for tag in 0..100 {
+    ///     batch.submit(tag, listener.local_addr()?, Duration::from_secs(1))?;
+    /// }
+    /// assert!(batch.all(|done| done.result.is_ok_and(|report| report.is_open())));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn across(checkers: impl IntoIterator<Item = Checker>) -> Option<Batch> {
+        let lanes: Vec<Lane> = checkers
+            .into_iter()
+            .map(|checker| Lane {
+                checker,
+                unsent: Vec::new(),
+            })
+            .collect();
+        (!lanes.is_empty()).then(|| Batch::with_lanes(lanes))
+    }
+
+    fn with_lanes(lanes: Vec<Lane>) -> Batch {
+        Batch {
+            lanes,
+            next_lane: 0,
+            queue: Arc::new(Queue::new()),
             arrived: Arrived::new(),
             outstanding: 0,
         }
@@ -120,20 +164,23 @@ impl Batch {
             queue: Arc::clone(&self.queue),
             tag,
         };
-        let request = self.checker.request(target, &options, scope, sink)?;
-        self.unsent.push(Command::Check(request));
-        self.outstanding += 1;
-        if self.unsent.len() >= UNSENT_LIMIT {
-            self.flush();
+        // A batch has at least one lane, and next_lane stays below their number.
+        let lane = &mut self.lanes[self.next_lane];
+        let request = lane.checker.request(target, &options, scope, sink)?;
+        lane.unsent.push(Command::Check(request));
+        if lane.unsent.len() >= UNSENT_LIMIT {
+            lane.flush();
         }
+        self.next_lane = (self.next_lane + 1) % self.lanes.len();
+        self.outstanding += 1;
         Ok(())
     }
 
-    /// Hands the buffered submissions to the loop now. [`next`](Batch::next) and its
+    /// Hands the buffered submissions to the loops now. [`next`](Batch::next) and its
     /// siblings do this before they wait.
     pub fn flush(&mut self) {
-        if !self.unsent.is_empty() {
-            self.checker.inbox().send_all(&mut self.unsent);
+        for lane in &mut self.lanes {
+            lane.flush();
         }
     }
 
@@ -181,15 +228,26 @@ impl Iterator for Batch {
     }
 }
 
+impl Lane {
+    fn flush(&mut self) {
+        if !self.unsent.is_empty() {
+            self.checker.inbox().send_all(&mut self.unsent);
+        }
+    }
+}
+
 impl Drop for Batch {
     fn drop(&mut self) {
         self.queue.close();
-        if self.outstanding > self.unsent.len() {
-            // A stopped checker has already closed everything: nothing left to cancel.
-            let _ = self
-                .checker
-                .inbox()
-                .send(Command::Abandon(Arc::clone(&self.queue)));
+        let unsent: usize = self.lanes.iter().map(|lane| lane.unsent.len()).sum();
+        if self.outstanding > unsent {
+            for lane in &self.lanes {
+                // A stopped checker has already closed everything: nothing left to cancel.
+                let _ = lane
+                    .checker
+                    .inbox()
+                    .send(Command::Abandon(Arc::clone(&self.queue)));
+            }
         }
     }
 }

@@ -236,6 +236,7 @@ impl Checker {
 /// loop_thread.join().unwrap()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[derive(Clone)]
 pub struct CheckerBuilder {
     zero_linger: bool,
     binding: Binding,

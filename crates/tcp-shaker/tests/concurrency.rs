@@ -139,3 +139,41 @@ fn ten_thousand_mixed_checks_from_threads_futures_and_a_batch() {
         });
     });
 }
+
+#[test]
+fn a_batch_across_checkers_uses_every_loop_and_matches_every_result() {
+    let targets = Targets::new();
+    let checkers = [Checker::new().unwrap(), Checker::new().unwrap()];
+    let mut batch = tcp_shaker::Batch::across(checkers.clone()).unwrap();
+    const CHECKS: usize = 2_000;
+    for n in 0..CHECKS {
+        let (address, _) = targets.nth(n);
+        batch.submit(n as u64, address, TIMEOUT).unwrap();
+    }
+    let mut seen = vec![false; CHECKS];
+    for completion in &mut batch {
+        let n = completion.tag as usize;
+        assert!(
+            !std::mem::replace(&mut seen[n], true),
+            "tag {n} completed twice"
+        );
+        let (address, expect) = targets.nth(n);
+        verify(n, address, expect, &completion.result.unwrap());
+    }
+    assert!(seen.iter().all(|&s| s));
+    // Both loops took part: stopping one fails only its half of the next checks.
+    checkers[1].stop();
+    let mut batch = tcp_shaker::Batch::across(checkers).unwrap();
+    for n in 0..10 {
+        batch.submit(n, targets.nth(0).0, TIMEOUT).unwrap();
+    }
+    let stopped = batch
+        .filter(|c| {
+            c.result
+                .as_ref()
+                .is_err_and(|e| e.kind() == tcp_shaker::ErrorKind::Stopped)
+        })
+        .count();
+    assert_eq!(stopped, 5);
+    assert!(tcp_shaker::Batch::across(Vec::new()).is_none());
+}
