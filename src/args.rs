@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::loops;
+
 const AFTER_HELP: &str = "\
 Examples:
   tcp-checker db:5432                            check once
@@ -134,6 +136,11 @@ pub struct CheckArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Checks")]
     pub max_in_flight: u64,
 
+    /// Event-loop threads sharing the checks (one per CPU core, at most 4, by default)
+    #[arg(long, value_name = "N", default_value_t = loops::per_core(),
+          value_parser = clap::value_parser!(u16).range(1..), help_heading = "Checks")]
+    pub loops: u16,
+
     /// Checks per target; 0 checks until interrupted (Ctrl-C)
     #[arg(
         short = 'n',
@@ -226,6 +233,11 @@ pub struct BenchArgs {
     #[arg(short = 't', long, value_name = "TIME", default_value = "1000",
           value_parser = parse_timeout)]
     pub timeout: Duration,
+
+    /// Event-loop threads sharing the checks (1 compares with a single-threaded loop)
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub loops: u16,
 
     /// Print one JSON object instead of text
     #[arg(long)]

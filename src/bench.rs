@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tcp_shaker::{Checker, Target};
+use tcp_shaker::{Batch, Checker, Target};
 
 use crate::args::BenchArgs;
 use crate::check::status;
 use crate::limits::checks_in_flight_allowed;
+use crate::loops;
 use crate::output::millis;
 use crate::stats::Counts;
 use crate::verdict::Verdict;
@@ -40,14 +41,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
         None => Some(EmbeddedListener::start().context("could not start the embedded listener")?),
         Some(_) => None,
     };
-    let checker = Checker::new().context("could not start the checker")?;
+    let mut batch = loops::start(&Checker::builder(), args.loops)?;
     let address = match (&listener, &args.target) {
         (Some(listener), _) => listener.address,
-        (None, Some(text)) => resolve(&checker, text, args.timeout)?,
+        (None, Some(text)) => resolve(&mut batch, text, args.timeout)?,
         (None, None) => bail!("no target and no listener"),
     };
 
-    let measured = measure(&checker, address, args.count, in_flight, args.timeout)?;
+    let measured = measure(&mut batch, address, args.count, in_flight, args.timeout)?;
     let accepted = listener.map(EmbeddedListener::stop);
     let report = BenchReport::new(args, address, in_flight, measured, accepted);
     let mut out = io::stdout().lock();
@@ -68,13 +69,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
 
 /// The address to check: the target's own for an IP address; for a host name, the address a
 /// first, uncounted check used, so that the measured checks resolve nothing.
-fn resolve(checker: &Checker, text: &str, timeout: Duration) -> anyhow::Result<SocketAddr> {
+fn resolve(batch: &mut Batch, text: &str, timeout: Duration) -> anyhow::Result<SocketAddr> {
     let target: Target = text.parse()?;
     if let Some(address) = target.socket_addr() {
         return Ok(address);
     }
-    let report = checker.check(&target, timeout)?;
-    report
+    batch.submit(0, &target, timeout)?;
+    let first = batch.next().context("the first check got no result")?;
+    first
+        .result?
         .address()
         .with_context(|| format!("{target} did not resolve within {timeout:?}"))
 }
@@ -90,7 +93,7 @@ struct Measured {
 }
 
 fn measure(
-    checker: &Checker,
+    batch: &mut Batch,
     address: SocketAddr,
     count: u64,
     in_flight: u64,
@@ -99,7 +102,6 @@ fn measure(
     let mut rtts = Vec::with_capacity(usize::try_from(count).unwrap_or(usize::MAX));
     let mut counts = Counts::default();
     let mut first_error = None;
-    let mut batch = checker.batch();
     let cpu_before = CpuTime::now();
     let start = Instant::now();
     let mut submitted = 0;

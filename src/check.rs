@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use tcp_shaker::{Checker, Family, Host, Target};
+use tcp_shaker::{Batch, Checker, Family, Host, Target};
 
 use crate::args::CheckArgs;
 use crate::limits::checks_in_flight_allowed;
+use crate::loops;
 use crate::output::{Console, Human, Json, Output, Quiet, RunKind};
 use crate::report::{CheckLines, Recorder};
 use crate::schedule::{Mode, Plan, Scheduler};
@@ -48,7 +49,7 @@ pub mod status {
 pub fn run(args: &CheckArgs) -> anyhow::Result<Ending> {
     let list = collect_targets(args)?;
     let names: Vec<String> = list.targets.iter().map(Target::to_string).collect();
-    let checker = start_checker(args)?;
+    let batch = start_checks(args)?;
     ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::Relaxed))
         .context("could not handle Ctrl-C")?;
 
@@ -86,7 +87,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Ending> {
     if args.verbose {
         recorder.note(&configuration(args, &names, &plan))?;
     }
-    let scheduler = Scheduler::new(checker.batch(), &list.targets, plan, &INTERRUPTED);
+    let scheduler = Scheduler::new(batch, &list.targets, plan, &INTERRUPTED);
     if args.wait.is_some() {
         let all_open = wait::run(scheduler, &mut recorder)?;
         return Ok(match (invalid, all_open) {
@@ -125,7 +126,7 @@ fn collect_targets(args: &CheckArgs) -> anyhow::Result<TargetList> {
     Ok(list)
 }
 
-fn start_checker(args: &CheckArgs) -> anyhow::Result<Checker> {
+fn start_checks(args: &CheckArgs) -> anyhow::Result<Batch> {
     let mut builder = Checker::builder();
     let v4 = args.source.iter().filter(|ip| ip.is_ipv4()).count();
     if v4 > 1 || args.source.len() - v4 > 1 {
@@ -138,7 +139,7 @@ fn start_checker(args: &CheckArgs) -> anyhow::Result<Checker> {
         check_interface(interface)?;
         builder = builder.interface(interface);
     }
-    builder.spawn().context("could not start the checker")
+    loops::start(&builder, args.loops)
 }
 
 /// Refuses an interface that does not exist, rather than failing every check on it.

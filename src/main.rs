@@ -8,6 +8,7 @@ mod args;
 mod bench;
 mod check;
 mod limits;
+mod loops;
 mod output;
 mod report;
 mod schedule;
