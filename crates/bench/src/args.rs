@@ -81,6 +81,10 @@ pub struct Args {
     /// Internal: the listener's port, for `--child`.
     #[arg(long, hide = true)]
     pub port: Option<u16>,
+
+    /// Internal: event loops (checkers) of an engine or scan child [default: 1].
+    #[arg(long, hide = true)]
+    pub loops: Option<usize>,
 }
 
 /// One of the compared checkers.

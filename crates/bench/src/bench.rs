@@ -137,6 +137,7 @@ impl Plan<'_> {
             port: self.listener.address().port(),
             checks,
             in_flight,
+            loops: 1,
             timeout: self.timeout,
         }
     }

@@ -34,6 +34,8 @@ pub struct Request {
     pub checks: u64,
     /// Checks in flight.
     pub in_flight: usize,
+    /// Event loops (checkers) sharing an engine's or a scan's checks.
+    pub loops: usize,
     /// Deadline of each check.
     pub timeout: Duration,
 }
@@ -52,6 +54,7 @@ impl Request {
             format!("--port={}", self.port),
             format!("--checks={}", self.checks),
             format!("--concurrency={}", self.in_flight),
+            format!("--loops={}", self.loops),
             format!("--timeout-ms={}", self.timeout.as_millis()),
         ]
     }
@@ -156,7 +159,7 @@ pub fn serve(args: &Args, kind: ChildKind) -> anyhow::Result<()> {
         }
         ChildKind::Std => contenders::std::run(SocketAddr::V4(target), checks, in_flight, timeout)?,
         ChildKind::Scan => {
-            let scan = contenders::engine::scan(in_flight, timeout)?;
+            let scan = contenders::engine::scan(in_flight, args.loops.unwrap_or(1), timeout)?;
             open_ports = scan.open_ports;
             scan.run
         }

@@ -50,6 +50,7 @@ pub fn leak(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Le
         port: listener.address().port(),
         checks: args.checks(),
         in_flight: args.highest_concurrency(),
+        loops: 1,
         timeout: Duration::from_millis(args.timeout_ms),
     };
     let sample = args.delay_sample();
@@ -179,17 +180,28 @@ pub struct Scan {
     pub listener_port: u16,
     /// Each run.
     pub runs: Vec<ScanRun>,
-    /// Median seconds from the first check to the last result.
-    pub median_scan_s: Option<f64>,
+    /// Median seconds from the first check to the last result, for each number of event loops.
+    pub medians: Vec<ScanMedian>,
     /// The 1-minute load average at the end.
     pub load_average_after: f64,
     /// True if every run found the listener's port open and accounted for every port.
     pub ok: bool,
 }
 
+/// The median scan time with a number of event loops.
+#[derive(Debug, Serialize)]
+pub struct ScanMedian {
+    /// Event loops (checkers) sharing the scan.
+    pub loops: usize,
+    /// Median seconds from the first check to the last result.
+    pub scan_s: f64,
+}
+
 /// One run of the `scan` scenario.
 #[derive(Debug, Serialize)]
 pub struct ScanRun {
+    /// Event loops (checkers) sharing the scan.
+    pub loops: usize,
     /// The run (`checks` is 65535, one per port; `open_ports` what it found).
     pub run: RunResult,
     /// Ports found open on which nothing listened right after the run: a connection from an
@@ -198,20 +210,29 @@ pub struct ScanRun {
     pub open_but_not_listening: Vec<u16>,
 }
 
-/// The engine checks every port 1-65535 of 127.0.0.1 at the highest concurrency.
+/// The engine checks every port 1-65535 of 127.0.0.1 at the highest concurrency, with one event
+/// loop and with one per CPU core (as `tcp-checker` does), in turn.
 pub fn scan(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Scan> {
     let listener_port = listener.address().port();
-    let request = Request {
+    let request = |loops| Request {
         kind: ChildKind::Scan,
         port: listener_port,
         checks: u64::from(u16::MAX),
         in_flight: args.highest_concurrency(),
+        loops,
         timeout: Duration::from_millis(args.timeout_ms),
     };
+    let mut loop_counts = vec![1];
+    if setup.cpus > 1 {
+        loop_counts.push(setup.cpus);
+    }
     let mut runs = Vec::new();
-    for round in 1..=args.runs() {
+    for (round, loops) in
+        (1..=args.runs()).flat_map(|round| loop_counts.iter().map(move |&l| (round, l)))
+    {
+        let request = request(loops);
         eprintln!(
-            "scan: run {round}: ports 1-65535, {} in flight",
+            "scan: run {round}: ports 1-65535, {} in flight, {loops} event loop(s)",
             request.in_flight
         );
         let run = bench::measure(listener, &request)?;
@@ -223,6 +244,7 @@ pub fn scan(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Sc
             .filter(|port| !listening.contains(port))
             .collect();
         runs.push(ScanRun {
+            loops,
             run,
             open_but_not_listening,
         });
@@ -230,11 +252,19 @@ pub fn scan(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Sc
     let ok = runs.iter().all(|ScanRun { run, .. }| {
         run.open_ports.contains(&listener_port) && run.counts.total() == run.checks
     });
+    let medians = loop_counts
+        .iter()
+        .filter_map(|&loops| {
+            let times = runs.iter().filter(|scan| scan.loops == loops);
+            let scan_s = median(times.map(|scan| scan.run.elapsed_s).collect())?;
+            Some(ScanMedian { loops, scan_s })
+        })
+        .collect();
     Ok(Scan {
         setup,
-        in_flight: request.in_flight,
+        in_flight: args.highest_concurrency(),
         listener_port,
-        median_scan_s: median(runs.iter().map(|scan| scan.run.elapsed_s).collect()),
+        medians,
         runs,
         load_average_after: system::load_average()?,
         ok,
@@ -254,6 +284,7 @@ pub fn render_scan(scan: &Scan) -> String {
     );
     let columns = [
         "run",
+        "event loops",
         "scan time",
         "process wall time",
         "CPU",
@@ -279,6 +310,7 @@ pub fn render_scan(scan: &Scan) -> String {
             let run = &scan.run;
             vec![
                 (index + 1).to_string(),
+                scan.loops.to_string(),
                 format!("{:.3} s", run.elapsed_s),
                 format!("{:.3} s", run.wall_s),
                 format!("{:.3} s", run.cpu_s),
@@ -301,8 +333,11 @@ pub fn render_scan(scan: &Scan) -> String {
          connects to itself by TCP simultaneous open, or another process's listener came and \
          went)."
     );
-    if let Some(median) = scan.median_scan_s {
-        let _ = writeln!(text, "- Median scan time: {median:.3} s.");
+    for ScanMedian { loops, scan_s } in &scan.medians {
+        let _ = writeln!(
+            text,
+            "- Median scan time with {loops} event loop(s): {scan_s:.3} s."
+        );
     }
     let _ = writeln!(
         text,

@@ -1,11 +1,11 @@
-//! The tcp-shaker engine: one [`Checker`], one [`Batch`](tcp_shaker::Batch), C checks in
+//! The tcp-shaker engine: one [`Checker`], one [`Batch`] (across one or more checkers), C checks in
 //! flight, a new one submitted as each completes (as the `tcp-checker` command does).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tcp_shaker::{Checker, Completion, Outcome};
+use tcp_shaker::{Batch, Checker, Completion, Outcome};
 
 use super::{Counts, Run};
 
@@ -20,6 +20,7 @@ pub fn run(
     let elapsed = keep_in_flight(
         checks,
         in_flight,
+        1,
         |_| target,
         timeout,
         |completion| {
@@ -38,14 +39,14 @@ pub struct Scan {
     pub open_ports: Vec<u16>,
 }
 
-/// Checks every port 1-65535 of 127.0.0.1, `in_flight` at a time.
-pub fn scan(in_flight: usize, timeout: Duration) -> anyhow::Result<Scan> {
+/// Checks every port 1-65535 of 127.0.0.1, `in_flight` at a time, spread over `loops` checkers.
+pub fn scan(in_flight: usize, loops: usize, timeout: Duration) -> anyhow::Result<Scan> {
     let port_of = |tag: u64| u16::try_from(tag + 1).unwrap_or(u16::MAX);
     let target = |tag| SocketAddr::from((Ipv4Addr::LOCALHOST, port_of(tag)));
     let mut counts = Counts::default();
     let mut open_ports = Vec::new();
     let checks = u64::from(u16::MAX);
-    let elapsed = keep_in_flight(checks, in_flight, target, timeout, |completion| {
+    let elapsed = keep_in_flight(checks, in_flight, loops, target, timeout, |completion| {
         if count(&mut counts, &completion) {
             open_ports.push(port_of(completion.tag));
         }
@@ -58,17 +59,21 @@ pub fn scan(in_flight: usize, timeout: Duration) -> anyhow::Result<Scan> {
 }
 
 /// Runs `checks` checks of `target(tag)` for tags 0, 1, ..., keeping `in_flight` of them
-/// submitted, and hands each completion to `done`. Returns the time from the first submission to
+/// submitted through one batch across `loops` checkers, and hands each completion to `done`. Returns the time from the first submission to
 /// the last completion.
 fn keep_in_flight(
     checks: u64,
     in_flight: usize,
+    loops: usize,
     target: impl Fn(u64) -> SocketAddr,
     timeout: Duration,
     mut done: impl FnMut(Completion),
 ) -> anyhow::Result<Duration> {
-    let checker = Checker::new().context("starting the checker")?;
-    let mut batch = checker.batch();
+    let checkers = (0..loops.max(1))
+        .map(|_| Checker::new())
+        .collect::<Result<Vec<_>, _>>()
+        .context("starting the checker")?;
+    let mut batch = Batch::across(checkers).context("no checker to check with")?;
     let first = checks.min(u64::try_from(in_flight).unwrap_or(u64::MAX));
     let started = Instant::now();
     for tag in 0..first {
