@@ -34,8 +34,8 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Listens on 127.0.0.1 on a free port, with a backlog of 4096 or `somaxconn` if higher,
-    /// and starts accepting.
+    /// Listens on 127.0.0.1 on a free port below the local port range (see [`service_ports`]),
+    /// with a backlog of 4096 or `somaxconn` if higher, and starts accepting.
     pub fn start(somaxconn: i32) -> anyhow::Result<Listener> {
         let backlog = MIN_BACKLOG.max(somaxconn);
         let socket = Arc::new(listen(backlog).context("listening on 127.0.0.1")?);
@@ -109,8 +109,31 @@ impl Drop for Listener {
     }
 }
 
-/// A listening TCP socket on 127.0.0.1, port chosen by the kernel, with `backlog`.
+/// Ports tried for the listener, below the local port range (where services listen): a check
+/// of a port inside that range pays one more system call, which rules out a connection of the
+/// checking socket to itself, and a benchmark should measure the common case.
+fn service_ports() -> impl Iterator<Item = u16> {
+    let first_local = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (1024..first_local).rev().take(1000)
+}
+
+/// A listening TCP socket on 127.0.0.1 with `backlog`, on the first free port of
+/// [`service_ports`], or one the kernel chooses if none is free.
 fn listen(backlog: i32) -> io::Result<TcpListener> {
+    for port in service_ports() {
+        match listen_on(port, backlog) {
+            Err(error) if error.raw_os_error() == Some(libc::EADDRINUSE) => continue,
+            result => return result,
+        }
+    }
+    listen_on(0, backlog)
+}
+
+/// A listening TCP socket on 127.0.0.1:`port` with `backlog`.
+fn listen_on(port: u16, backlog: i32) -> io::Result<TcpListener> {
     // SAFETY: socket() takes no pointers; its result is checked before use.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -120,7 +143,7 @@ fn listen(backlog: i32) -> io::Result<TcpListener> {
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
     let address = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
+        sin_port: port.to_be(),
         sin_addr: libc::in_addr {
             s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
         },

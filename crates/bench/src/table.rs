@@ -106,7 +106,10 @@ fn notes(benchmark: &Benchmark) -> Vec<String> {
             .to_string(),
         "accepted: the most connections the listener's application (one thread in blocking \
          accept, counting and closing) accepted in one run, counted until 300 ms after the \
-         child exited (past the 200 ms delayed-ACK timer) and the count held still."
+         child exited (past the 200 ms delayed-ACK timer) and the count held still. The \
+         listener's port lies below the local port range, as a service's does (the engine \
+         checks a port inside that range with one more system call, to rule out a socket \
+         connected to itself)."
             .to_string(),
         format!("SYN-ACK-to-RST delay: {}.", benchmark.delay_method),
     ];
