@@ -47,6 +47,10 @@ use crate::target::{Host, Target};
 
 /// How many events one poll returns at most.
 const EVENTS_PER_POLL: usize = 1024;
+/// Within a burst of connects, the loop looks at the poller after this many, closing the
+/// sockets already answered: a SYN-ACK that arrives during a burst waits for at most this many
+/// connects, not the whole burst, before its RST goes out.
+const CONNECTS_BETWEEN_POLLS: usize = 64;
 /// How many addresses of one name are checked at most.
 const MAX_ADDRESSES_PER_NAME: usize = 64;
 
@@ -329,11 +333,17 @@ impl Engine {
     }
 
     /// Starts up to `connects_per_turn` queued probes, while fewer than `max_sockets` sockets
-    /// are open; the others wait for a later turn, their deadlines running.
+    /// are open; the others wait for a later turn, their deadlines running. Every
+    /// [`CONNECTS_BETWEEN_POLLS`] connects, closes the sockets that have become ready.
     fn start_queued(&mut self) {
         let mut started = 0;
+        let mut since_poll = 0;
         while started < self.config.connects_per_turn && self.sockets_open < self.config.max_sockets
         {
+            if since_poll == CONNECTS_BETWEEN_POLLS {
+                self.close_ready_sockets_now();
+                since_poll = 0;
+            }
             let Some(key) = self.queued.pop_front() else {
                 break;
             };
@@ -348,6 +358,7 @@ impl Engine {
                 continue;
             }
             started += 1;
+            since_poll += 1;
             let connect_started = Instant::now();
             match connect::start(probe.address, job.zero_linger, &self.config.binding) {
                 Attempt::InProgress(mut socket) => {
@@ -371,6 +382,18 @@ impl Engine {
                     self.finish_probe(key, outcome, now);
                 }
             }
+        }
+    }
+
+    /// Polls without waiting and closes the sockets that are ready. A failure to poll is left
+    /// for the turn's own poll to report.
+    fn close_ready_sockets_now(&mut self) {
+        if self
+            .poll
+            .poll(&mut self.events, Some(Duration::ZERO))
+            .is_ok()
+        {
+            self.finish_ready_sockets(Instant::now());
         }
     }
 
