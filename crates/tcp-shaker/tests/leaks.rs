@@ -66,6 +66,26 @@ fn wait_for_fds(within: Duration, done: impl Fn(usize) -> bool) -> usize {
     }
 }
 
+/// Waits until `sockets` more descriptors than `base` are open (the checks' sockets), and fails
+/// with `what` if they never are.
+fn expect_sockets(base: usize, sockets: usize, what: &str) {
+    let in_flight = wait_for_fds(PROMPTLY, |count| count >= base + sockets);
+    assert_eq!(in_flight, base + sockets, "{what}");
+}
+
+/// Waits until the descriptor count is back to `base`, and fails with `what` if it is not within
+/// [`PROMPTLY`].
+fn expect_back_to(base: usize, what: &str) {
+    let after = wait_for_fds(PROMPTLY, |count| count == base);
+    assert_eq!(after, base, "{what}");
+}
+
+/// A check of the silent listener is still made (and times out): the loop is unharmed.
+fn expect_still_checking(checker: &Checker, silent: std::net::SocketAddr) {
+    let report = checker.check(silent, Duration::from_millis(200)).unwrap();
+    assert_eq!(report.outcome(), tcp_shaker::Outcome::TimedOut);
+}
+
 /// Runs `work` on a thread of its own and returns its result, failing the test (instead of
 /// hanging it) if the work takes longer than `within`.
 fn within<T: Send + 'static>(
@@ -190,46 +210,29 @@ fn dropping_futures_mid_check_closes_their_sockets() {
         .collect();
     poll_once(&mut checks);
     drop(checks);
-    let after = wait_for_fds(PROMPTLY, |count| count == baseline);
-    assert_eq!(after, baseline, "checks dropped at once left sockets open");
+    expect_back_to(baseline, "checks dropped at once left sockets open");
 
     // Dropped once every one of them holds a socket waiting for an answer that never comes.
     let mut checks: Vec<_> = (0..CHECKS)
         .map(|_| Box::pin(checker.check_async(silent.address, LONG_TIMEOUT)))
         .collect();
     poll_once(&mut checks);
-    let in_flight = wait_for_fds(PROMPTLY, |count| count >= baseline + CHECKS);
-    assert_eq!(
-        in_flight,
-        baseline + CHECKS,
-        "expected one socket per check in flight"
-    );
+    expect_sockets(baseline, CHECKS, "expected one socket per check in flight");
     poll_once(&mut checks); // still waiting: the silent listener never answers
-    let dropped = Instant::now();
     drop(checks);
-    let after = wait_for_fds(PROMPTLY, |count| count == baseline);
-    eprintln!(
-        "{CHECKS} sockets of dropped futures closed {:?} after the drop",
-        dropped.elapsed()
-    );
-    assert_eq!(
-        after, baseline,
-        "sockets of dropped futures still open {PROMPTLY:?} after the drop (deadline {LONG_TIMEOUT:?})"
+    expect_back_to(
+        baseline,
+        &format!(
+            "sockets of dropped futures still open {PROMPTLY:?} after the drop (deadline {LONG_TIMEOUT:?})"
+        ),
     );
 
     // The loop is unharmed: a new check of the same listener is made (and times out).
-    let report = checker
-        .check(silent.address, Duration::from_millis(200))
-        .unwrap();
-    assert_eq!(report.outcome(), tcp_shaker::Outcome::TimedOut);
+    expect_still_checking(&checker, silent.address);
     assert_eq!(common::open_fds(), baseline);
 
     drop(checker);
-    let after = wait_for_fds(PROMPTLY, |count| count == without_checker);
-    assert_eq!(
-        after, without_checker,
-        "the dropped checker left descriptors open"
-    );
+    expect_back_to(without_checker, "the dropped checker left descriptors open");
 }
 
 #[test]
@@ -256,11 +259,10 @@ fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
         })
         .collect();
     drop(results);
-    let in_flight = wait_for_fds(PROMPTLY, |count| count >= with_checker + THREADS);
-    assert_eq!(
-        in_flight,
-        with_checker + THREADS,
-        "expected every thread's check to be in flight"
+    expect_sockets(
+        with_checker,
+        THREADS,
+        "expected every thread's check to be in flight",
     );
 
     let stopping = Instant::now();
@@ -312,11 +314,7 @@ fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
     drop(batch);
 
     drop(checker);
-    let after = wait_for_fds(PROMPTLY, |count| count == without_checker);
-    assert_eq!(
-        after, without_checker,
-        "the stopped checker left descriptors open"
-    );
+    expect_back_to(without_checker, "the stopped checker left descriptors open");
 }
 
 #[test]
@@ -346,12 +344,7 @@ fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
         thread::spawn(move || pollster::block_on(check))
     };
     let sockets = BATCHED as usize + FUTURES + 1;
-    let in_flight = wait_for_fds(PROMPTLY, |count| count >= with_checker + sockets);
-    assert_eq!(
-        in_flight,
-        with_checker + sockets,
-        "expected every check in flight"
-    );
+    expect_sockets(with_checker, sockets, "expected every check in flight");
 
     {
         let stopper = checker.clone();
@@ -389,11 +382,7 @@ fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
     assert_stopped(&result, &target);
 
     drop((checks, batch, checker));
-    let after = wait_for_fds(PROMPTLY, |count| count == without_checker);
-    assert_eq!(
-        after, without_checker,
-        "the stopped checker left descriptors open"
-    );
+    expect_back_to(without_checker, "the stopped checker left descriptors open");
 }
 
 /// The loop lives as long as any batch or future made from a checker; when the last of them
@@ -422,12 +411,7 @@ fn dropping_every_handle_with_checks_in_flight_closes_everything() {
             .collect();
         poll_once(&mut checks);
         let sockets = BATCHED as usize + FUTURES;
-        let in_flight = wait_for_fds(PROMPTLY, |count| count >= with_checker + sockets);
-        assert_eq!(
-            in_flight,
-            with_checker + sockets,
-            "expected every check in flight"
-        );
+        expect_sockets(with_checker, sockets, "expected every check in flight");
 
         // The checker goes first; the batch and the futures keep its loop running.
         within("dropping the checker", PROMPTLY, move || drop(checker));
@@ -486,36 +470,20 @@ fn a_dropped_batch_closes_its_sockets_at_once() {
         batch.submit(tag, silent.address, LONG_TIMEOUT).unwrap();
     }
     batch.flush();
-    let in_flight = wait_for_fds(PROMPTLY, |count| count >= baseline + BATCHED as usize);
-    assert_eq!(
-        in_flight,
-        baseline + BATCHED as usize,
-        "expected every check in flight"
-    );
-    let dropped = Instant::now();
+    expect_sockets(baseline, BATCHED as usize, "expected every check in flight");
     drop(batch);
-    let after = wait_for_fds(PROMPTLY, |count| count == baseline);
-    eprintln!(
-        "sockets of a dropped batch closed {:?} after the drop",
-        dropped.elapsed()
-    );
-    assert_eq!(
-        after, baseline,
-        "a dropped batch's sockets still open {PROMPTLY:?} after the drop (deadline {LONG_TIMEOUT:?})"
+    expect_back_to(
+        baseline,
+        &format!(
+            "a dropped batch's sockets still open {PROMPTLY:?} after the drop (deadline {LONG_TIMEOUT:?})"
+        ),
     );
 
     // The checker is unharmed.
-    let report = checker
-        .check(silent.address, Duration::from_millis(200))
-        .unwrap();
-    assert_eq!(report.outcome(), tcp_shaker::Outcome::TimedOut);
+    expect_still_checking(&checker, silent.address);
 
     drop(checker);
-    let after = wait_for_fds(PROMPTLY, |count| count == without_checker);
-    assert_eq!(
-        after, without_checker,
-        "the dropped checker left descriptors open"
-    );
+    expect_back_to(without_checker, "the dropped checker left descriptors open");
 }
 
 /// A flood of checks never opens more sockets than `max_sockets`: the rest wait their turn
