@@ -66,6 +66,29 @@ fn verify(n: usize, address: SocketAddr, expect: Expect, report: &Report) {
     );
 }
 
+/// Submits `checks` checks of the targets, all at once, through `batch`, and verifies that each
+/// result comes back exactly once and belongs to its own target.
+fn check_all_through(mut batch: tcp_shaker::Batch, targets: &Targets, checks: usize) {
+    for n in 0..checks {
+        let (address, _) = targets.nth(n);
+        batch.submit(n as u64, address, TIMEOUT).unwrap();
+    }
+    let mut seen = vec![false; checks];
+    for completion in &mut batch {
+        let n = completion.tag as usize;
+        assert!(
+            !std::mem::replace(&mut seen[n], true),
+            "tag {n} completed twice"
+        );
+        let (address, expect) = targets.nth(n);
+        verify(n, address, expect, &completion.result.unwrap());
+    }
+    assert!(
+        seen.iter().all(|&s| s),
+        "some batched checks never completed"
+    );
+}
+
 #[test]
 fn ten_thousand_mixed_checks_from_threads_futures_and_a_batch() {
     let targets = Targets::new();
@@ -118,25 +141,7 @@ fn ten_thousand_mixed_checks_from_threads_futures_and_a_batch() {
         });
 
         // A batch with everything in flight at once, results matched by tag.
-        scope.spawn(move || {
-            let mut batch = checker.batch();
-            for n in 0..BATCHED {
-                let (address, _) = targets.nth(n);
-                batch.submit(n as u64, address, TIMEOUT).unwrap();
-            }
-            let mut seen = vec![false; BATCHED];
-            for completion in &mut batch {
-                let n = completion.tag as usize;
-                assert!(!seen[n], "tag {n} completed twice");
-                seen[n] = true;
-                let (address, expect) = targets.nth(n);
-                verify(n, address, expect, &completion.result.unwrap());
-            }
-            assert!(
-                seen.iter().all(|&s| s),
-                "some batched checks never completed"
-            );
-        });
+        scope.spawn(move || check_all_through(checker.batch(), targets, BATCHED));
     });
 }
 
@@ -144,23 +149,8 @@ fn ten_thousand_mixed_checks_from_threads_futures_and_a_batch() {
 fn a_batch_across_checkers_uses_every_loop_and_matches_every_result() {
     let targets = Targets::new();
     let checkers = [Checker::new().unwrap(), Checker::new().unwrap()];
-    let mut batch = tcp_shaker::Batch::across(checkers.clone()).unwrap();
-    const CHECKS: usize = 2_000;
-    for n in 0..CHECKS {
-        let (address, _) = targets.nth(n);
-        batch.submit(n as u64, address, TIMEOUT).unwrap();
-    }
-    let mut seen = vec![false; CHECKS];
-    for completion in &mut batch {
-        let n = completion.tag as usize;
-        assert!(
-            !std::mem::replace(&mut seen[n], true),
-            "tag {n} completed twice"
-        );
-        let (address, expect) = targets.nth(n);
-        verify(n, address, expect, &completion.result.unwrap());
-    }
-    assert!(seen.iter().all(|&s| s));
+    let batch = tcp_shaker::Batch::across(checkers.clone()).unwrap();
+    check_all_through(batch, &targets, 2_000);
     // Both loops took part: stopping one fails only its half of the next checks.
     checkers[1].stop();
     let mut batch = tcp_shaker::Batch::across(checkers).unwrap();
