@@ -1,21 +1,28 @@
-//! A small loopback packet capture, for the wire tests and the benchmark: an `AF_PACKET` socket
-//! bound to `lo` that keeps the TCP segments to or from one port, read on a thread of its own.
-//! Needs `CAP_NET_RAW`. Linux only.
+//! A small packet capture, for the wire tests and the benchmark: an `AF_PACKET` socket bound to
+//! one interface (`lo` unless told otherwise) that keeps the TCP segments to or from one port,
+//! read on a thread of its own. Needs `CAP_NET_RAW`. Linux only.
 //!
-//! Loopback shows every packet twice, once leaving (`PACKET_OUTGOING`) and once arriving
-//! (`PACKET_HOST`); only the arriving copy is kept. A classic BPF filter, attached before the
-//! socket is bound, drops the leaving copies and everything but TCP to or from the port inside
-//! the kernel, so that the rest of the loopback traffic (other tests, other processes on the
-//! machine) can neither crowd the receive buffer nor reach the results. The same filter can keep
-//! only a sample of the connections, chosen by client port ([`Capture::start_sampled`]), for
-//! captures of more traffic than a reader thread can take. Should the kernel still drop a packet
-//! for want of buffer space, [`Capture::stop`] says so instead of returning an incomplete list.
+//! A loopback interface shows every packet twice, once leaving (`PACKET_OUTGOING`) and once
+//! arriving (`PACKET_HOST`); there only the arriving copy is kept. Any other interface (the end
+//! of a veth pair in this namespace, say) shows each packet once, leaving or arriving, and every
+//! one is kept. Which kind an interface is comes from its `IFF_LOOPBACK` flag, not its name.
 //!
-//! Each captured packet carries the kernel's receive timestamp (`SO_TIMESTAMPNS`): the moment
-//! the arriving copy entered the loopback receive path, comparable between packets.
+//! A classic BPF filter, attached before the socket is bound, drops loopback's leaving copies and
+//! everything but TCP to or from the port inside the kernel, so that the rest of the traffic
+//! (other tests, other processes on the machine) can neither crowd the receive buffer nor reach
+//! the results. The same filter can keep only a sample of the connections, chosen by client port
+//! ([`Capture::start_sampled`]), for captures of more traffic than a reader thread can take.
+//! Should the kernel still drop a packet for want of buffer space, [`Capture::stop`] says so
+//! instead of returning an incomplete list.
+//!
+//! Each captured packet carries the kernel's timestamp (`SO_TIMESTAMPNS`, real-time clock) of the
+//! moment it passed the interface: an arriving packet (every packet kept on loopback) as it
+//! entered the receive path, a leaving one as it passed the transmit path's tap. Timestamps of
+//! one capture are comparable between packets.
 
 #![cfg(target_os = "linux")]
 
+use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
 use std::io;
 use std::mem;
@@ -62,7 +69,19 @@ const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86DD;
 const IPPROTO_TCP: u8 = 6;
 
-/// One TCP segment seen arriving on `lo`.
+/// The loopback interface, where [`Capture::start`] and [`Capture::start_sampled`] capture.
+pub const LOOPBACK: &str = "lo";
+
+/// Which copies of each packet an interface shows, and so which the capture keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Copies {
+    /// A loopback interface: each packet leaving and again arriving; the arriving copy is kept.
+    LeavingAndArriving,
+    /// Any other interface: each packet once, leaving or arriving; every packet is kept.
+    One,
+}
+
+/// One captured TCP segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Packet {
     pub src: SocketAddr,
@@ -99,8 +118,8 @@ impl Packet {
     }
 }
 
-/// Parses an Ethernet frame (as `lo` presents them) carrying TCP over IPv4 or IPv6 (without
-/// extension headers). `None` for anything else or anything too short.
+/// Parses an Ethernet frame (as `lo` and veth interfaces present them) carrying TCP over IPv4 or
+/// IPv6 (without extension headers). `None` for anything else or anything too short.
 pub fn parse_frame(frame: &[u8]) -> Option<Packet> {
     let ethertype = u16::from_be_bytes(field(frame, 12)?);
     let ip = frame.get(ETHERNET_HEADER..)?;
@@ -152,7 +171,7 @@ fn field<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
     bytes.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 
-/// A running capture of the TCP traffic to and from one port on `lo`.
+/// A running capture of the TCP traffic to and from one port on one interface.
 pub struct Capture {
     port: u16,
     stop: Arc<AtomicBool>,
@@ -175,13 +194,21 @@ impl Capture {
     /// Linux gives `connect()` mostly even source ports, so a mask meant to sample connections
     /// should leave bit 0 out.
     pub fn start_sampled(port: u16, client_port_mask: u16) -> io::Result<Capture> {
-        let socket = open_socket(port, client_port_mask)?;
+        Capture::start_on(LOOPBACK, port, client_port_mask)
+    }
+
+    /// Starts capturing like [`start_sampled`](Capture::start_sampled), on `interface` (a name
+    /// in the calling thread's network namespace) instead of `lo`. On an interface that is not
+    /// a loopback, such as the end of a veth pair, each packet is seen once, and both the
+    /// packets leaving and those arriving are kept.
+    pub fn start_on(interface: &str, port: u16, client_port_mask: u16) -> io::Result<Capture> {
+        let (socket, copies) = open_socket(interface, port, client_port_mask)?;
         let stop = Arc::new(AtomicBool::new(false));
         let reader = thread::Builder::new()
             .name(format!("capture-{port}"))
             .spawn({
                 let stop = Arc::clone(&stop);
-                move || read_until_stopped(&socket, port, &stop)
+                move || read_until_stopped(&socket, port, copies, &stop)
             })?;
         Ok(Capture {
             port,
@@ -219,9 +246,16 @@ impl Drop for Capture {
     }
 }
 
-/// An `AF_PACKET` socket on `lo` that receives only TCP to or from `port`, of the connections
-/// whose client port has no bit of `client_port_mask` set, with receive timestamps.
-fn open_socket(port: u16, client_port_mask: u16) -> io::Result<OwnedFd> {
+/// An `AF_PACKET` socket on `interface` that receives only TCP to or from `port`, of the
+/// connections whose client port has no bit of `client_port_mask` set, with receive timestamps;
+/// and which copies of each packet the interface shows.
+fn open_socket(interface: &str, port: u16, client_port_mask: u16) -> io::Result<(OwnedFd, Copies)> {
+    let name = CString::new(interface).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{interface:?} is not an interface name"),
+        )
+    })?;
     // Protocol 0: the socket receives nothing until it is bound, so no packet slips in before
     // the filter is attached. The bind below then asks for every protocol (ETH_P_ALL).
     // SAFETY: socket() takes no pointers; its result is checked before use.
@@ -231,7 +265,11 @@ fn open_socket(port: u16, client_port_mask: u16) -> io::Result<OwnedFd> {
     }
     // SAFETY: `fd` is a descriptor just returned by socket(), owned by nothing else.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    attach_port_filter(&socket, port, client_port_mask)?;
+    let in_context =
+        |error: io::Error| io::Error::new(error.kind(), format!("interface {interface}: {error}"));
+    let index = interface_index(&name).map_err(in_context)?;
+    let copies = copies_shown(&socket, &name).map_err(in_context)?;
+    attach_port_filter(&socket, port, client_port_mask, copies)?;
     // SO_RCVBUFFORCE passes net.core.rmem_max (root only); fall back to what SO_RCVBUF allows.
     set_option(
         &socket,
@@ -247,23 +285,59 @@ fn open_socket(port: u16, client_port_mask: u16) -> io::Result<OwnedFd> {
     set_option(&socket, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
     let on: libc::c_int = 1;
     set_option(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on)?;
-    bind_to_loopback(&socket)?;
-    Ok(socket)
+    bind_to_interface(&socket, index)?;
+    Ok((socket, copies))
 }
 
-/// Binds the socket to `lo`, for every protocol.
-fn bind_to_loopback(socket: &OwnedFd) -> io::Result<()> {
+/// The index of the interface called `name`.
+fn interface_index(name: &CStr) -> io::Result<libc::c_int> {
     // SAFETY: the argument is a NUL-terminated string that outlives the call.
-    let index = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if index == 0 {
         return Err(io::Error::last_os_error());
     }
+    libc::c_int::try_from(index).map_err(io::Error::other)
+}
+
+/// Which copies of each packet the interface called `name` shows: both on a loopback interface
+/// (`IFF_LOOPBACK`), one elsewhere. Asked with `SIOCGIFFLAGS` through `socket`.
+fn copies_shown(socket: &OwnedFd, name: &CStr) -> io::Result<Copies> {
+    // SAFETY: ifreq is a plain C struct of a byte array and a union of integers, addresses and
+    // byte arrays; all zeroes is a valid value of it.
+    let mut request: libc::ifreq = unsafe { mem::zeroed() };
+    let name = name.to_bytes();
+    if name.len() >= request.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the name is longer than an interface name can be",
+        ));
+    }
+    for (slot, &byte) in request.ifr_name.iter_mut().zip(name) {
+        *slot = byte as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name in `request` and writes the flags into
+    // it; `request` is a whole ifreq that outlives the call.
+    let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut request) };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a successful SIOCGIFFLAGS has written the union's flags member.
+    let flags = libc::c_int::from(unsafe { request.ifr_ifru.ifru_flags });
+    Ok(if flags & libc::IFF_LOOPBACK != 0 {
+        Copies::LeavingAndArriving
+    } else {
+        Copies::One
+    })
+}
+
+/// Binds the socket to the interface of `index`, for every protocol.
+fn bind_to_interface(socket: &OwnedFd, index: libc::c_int) -> io::Result<()> {
     // SAFETY: sockaddr_ll is a plain C struct of integers and byte arrays; all zeroes is a valid
     // value of it.
     let mut address: libc::sockaddr_ll = unsafe { mem::zeroed() };
     address.sll_family = libc::AF_PACKET as libc::c_ushort;
     address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-    address.sll_ifindex = libc::c_int::try_from(index).map_err(io::Error::other)?;
+    address.sll_ifindex = index;
     // SAFETY: the pointer and length describe `address`, a sockaddr_ll that outlives the call.
     let result = unsafe {
         libc::bind(
@@ -281,11 +355,16 @@ fn bind_to_loopback(socket: &OwnedFd) -> io::Result<()> {
 
 /// Attaches a classic BPF program that keeps what `tcpdump -dd "tcp port PORT"` keeps (Ethernet
 /// framing: TCP over IPv6 without extension headers, or over IPv4, first fragments only, with
-/// `port` as source or destination port), minus the leaving copy of each loopback packet, minus
-/// the connections whose client port has a bit of `client_port_mask` set. At most
-/// [`SNAP_LENGTH`] bytes of each packet are kept.
-fn attach_port_filter(socket: &OwnedFd, port: u16, client_port_mask: u16) -> io::Result<()> {
-    let mut program = filter_program(port, client_port_mask)?;
+/// `port` as source or destination port), minus the leaving copies where the interface shows
+/// each packet twice, minus the connections whose client port has a bit of `client_port_mask`
+/// set. At most [`SNAP_LENGTH`] bytes of each packet are kept.
+fn attach_port_filter(
+    socket: &OwnedFd,
+    port: u16,
+    client_port_mask: u16,
+    copies: Copies,
+) -> io::Result<()> {
+    let mut program = filter_program(port, client_port_mask, copies)?;
     let fprog = libc::sock_fprog {
         len: program.len() as libc::c_ushort,
         filter: program.as_mut_ptr(),
@@ -295,7 +374,11 @@ fn attach_port_filter(socket: &OwnedFd, port: u16, client_port_mask: u16) -> io:
 }
 
 /// The classic BPF program of [`attach_port_filter`]. Fails only if its jumps were mistyped.
-fn filter_program(port: u16, client_port_mask: u16) -> io::Result<Vec<libc::sock_filter>> {
+fn filter_program(
+    port: u16,
+    client_port_mask: u16,
+    copies: Copies,
+) -> io::Result<Vec<libc::sock_filter>> {
     const LDW_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const LDH_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
     const LDB_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
@@ -310,6 +393,8 @@ fn filter_program(port: u16, client_port_mask: u16) -> io::Result<Vec<libc::sock
     const IPV4_DESTINATION_PORT: u32 = ETHERNET_HEADER as u32 + 2;
     const IPV6_SOURCE_PORT: u32 = ETHERNET_HEADER as u32 + 40;
     const IPV6_DESTINATION_PORT: u32 = ETHERNET_HEADER as u32 + 42;
+    /// Where the port filter starts, after the check of the packet type.
+    const PORT_FILTER: usize = 2;
     const V4: usize = 14;
     const ACCEPT: usize = 28;
     const DROP: usize = 29;
@@ -325,8 +410,8 @@ fn filter_program(port: u16, client_port_mask: u16) -> io::Result<Vec<libc::sock
     // does not jump names the next one.
     let instructions: [(u16, u32, usize, usize); 30] = [
         (LDW_ABS, PACKET_TYPE, 1, 1),                  // 0
-        (JEQ, outgoing, DROP, 2),                      // 1: the leaving copy: drop
-        (LDH_ABS, 12, 3, 3),                           // 2: ethertype
+        (JEQ, outgoing, DROP, PORT_FILTER),            // 1: the leaving copy: drop
+        (LDH_ABS, 12, 3, 3),                           // 2 (PORT_FILTER): ethertype
         (JEQ, ipv6, 4, V4),                            // 3
         (LDB_ABS, 20, 5, 5),                           // 4: IPv6 next header
         (JEQ, tcp, 6, DROP),                           // 5
@@ -355,7 +440,7 @@ fn filter_program(port: u16, client_port_mask: u16) -> io::Result<Vec<libc::sock
         (RET, SNAP_LENGTH, 29, 29),                    // 28 (ACCEPT)
         (RET, 0, 30, 30),                              // 29 (DROP)
     ];
-    instructions
+    let mut program = instructions
         .iter()
         .enumerate()
         .map(|(at, &(code, k, if_true, if_false))| {
@@ -374,7 +459,13 @@ fn filter_program(port: u16, client_port_mask: u16) -> io::Result<Vec<libc::sock
                 k,
             })
         })
-        .collect()
+        .collect::<io::Result<Vec<_>>>()?;
+    if copies == Copies::One {
+        // Nothing to drop by packet type. The jumps being relative and forward only, the
+        // instructions from the port filter on are a whole program of their own.
+        program.drain(..PORT_FILTER);
+    }
+    Ok(program)
 }
 
 /// `setsockopt(level, name)` with `value` as the option's bytes.
@@ -403,8 +494,14 @@ fn set_option<T>(
 }
 
 /// Receives packets until `stop` is set and the socket's queue is empty, then checks that the
-/// kernel dropped none.
-fn read_until_stopped(socket: &OwnedFd, port: u16, stop: &AtomicBool) -> io::Result<Vec<Packet>> {
+/// kernel dropped none. Of an interface that shows `copies` of each packet, only the arriving
+/// copy is kept where there are two.
+fn read_until_stopped(
+    socket: &OwnedFd,
+    port: u16,
+    copies: Copies,
+    stop: &AtomicBool,
+) -> io::Result<Vec<Packet>> {
     let mut packets = Vec::new();
     let mut buffer = [0u8; 2 * SNAP_LENGTH as usize];
     // Room for the timestamp's control message, aligned as control messages must be.
@@ -444,7 +541,7 @@ fn read_until_stopped(socket: &OwnedFd, port: u16, stop: &AtomicBool) -> io::Res
                 _ => return Err(error),
             }
         };
-        if from.sll_pkttype == libc::PACKET_OUTGOING {
+        if copies == Copies::LeavingAndArriving && from.sll_pkttype == libc::PACKET_OUTGOING {
             continue; // a departing copy (the filter drops them already); its arriving copy follows
         }
         let frame = buffer.get(..length).unwrap_or(&buffer);
@@ -736,39 +833,54 @@ mod tests {
     }
 
     #[test]
-    fn the_filter_keeps_arriving_tcp_of_the_port_from_sampled_clients() {
+    fn the_filter_keeps_tcp_of_the_port_from_sampled_clients_and_the_copies_asked_for() {
         const PORT: u16 = 8080;
         const MASK: u16 = 0b11110;
-        let program = filter_program(PORT, MASK).unwrap();
-        let everything = filter_program(PORT, 0).unwrap();
-        for (client, server) in [("127.0.0.1", "127.0.0.1"), ("::1", "::1")] {
-            let server = SocketAddr::new(server.parse().unwrap(), PORT);
-            let client_ip: IpAddr = client.parse().unwrap();
-            for ip_options in [0, 8] {
-                for client_port in [40000u16, 40001, 40002, 40004, 40016, 40032, 40033] {
-                    let client = SocketAddr::new(client_ip, client_port);
-                    let sampled = client_port & MASK == 0;
-                    for (src, dst) in [(client, server), (server, client)] {
-                        let bytes = frame(src, dst, ip_options);
-                        let kept = run_filter(&program, &bytes, libc::PACKET_HOST);
-                        let expected = if sampled { SNAP_LENGTH } else { 0 };
-                        assert_eq!(kept, expected, "{src} -> {dst}, options {ip_options}");
-                        assert_eq!(
-                            run_filter(&everything, &bytes, libc::PACKET_HOST),
-                            SNAP_LENGTH,
-                            "{src} -> {dst}, no sampling"
-                        );
-                        assert_eq!(
-                            run_filter(&everything, &bytes, libc::PACKET_OUTGOING),
-                            0,
-                            "{src} -> {dst}: the leaving copy"
-                        );
+        for copies in [Copies::LeavingAndArriving, Copies::One] {
+            let program = filter_program(PORT, MASK, copies).unwrap();
+            let everything = filter_program(PORT, 0, copies).unwrap();
+            // Loopback's leaving copies are dropped; elsewhere, packets leaving are kept too.
+            let leaving_kept = match copies {
+                Copies::LeavingAndArriving => 0,
+                Copies::One => SNAP_LENGTH,
+            };
+            let packet_types = [
+                (libc::PACKET_HOST, SNAP_LENGTH),
+                (libc::PACKET_OUTGOING, leaving_kept),
+            ];
+            let pairs = [
+                ("127.0.0.1", "127.0.0.1"),
+                ("::1", "::1"),
+                ("198.51.100.1", "198.51.100.2"),
+            ];
+            for (client, server) in pairs {
+                let server = SocketAddr::new(server.parse().unwrap(), PORT);
+                let client_ip: IpAddr = client.parse().unwrap();
+                for ip_options in [0, 8] {
+                    for client_port in [40000u16, 40001, 40002, 40004, 40016, 40032, 40033] {
+                        let client = SocketAddr::new(client_ip, client_port);
+                        let sampled = client_port & MASK == 0;
+                        for (src, dst) in [(client, server), (server, client)] {
+                            let bytes = frame(src, dst, ip_options);
+                            for (packet_type, whole) in packet_types {
+                                let what = format!(
+                                    "{copies:?}, {src} -> {dst}, packet type {packet_type}, \
+                                     options {ip_options}"
+                                );
+                                let kept = run_filter(&program, &bytes, packet_type);
+                                assert_eq!(kept, if sampled { whole } else { 0 }, "{what}");
+                                let all = run_filter(&everything, &bytes, packet_type);
+                                assert_eq!(all, whole, "{what}, no sampling");
+                            }
+                        }
                     }
                 }
+                let elsewhere = SocketAddr::new(client_ip, 9);
+                let other = frame(SocketAddr::new(client_ip, 40000), elsewhere, 0);
+                for (packet_type, _) in packet_types {
+                    assert_eq!(run_filter(&everything, &other, packet_type), 0);
+                }
             }
-            let elsewhere = SocketAddr::new(client_ip, 9);
-            let other = frame(SocketAddr::new(client_ip, 40000), elsewhere, 0);
-            assert_eq!(run_filter(&everything, &other, libc::PACKET_HOST), 0);
         }
     }
 }
