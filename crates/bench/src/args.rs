@@ -1,5 +1,7 @@
 //! The command line: what to measure, and the hidden arguments of a child run.
 
+use std::net::SocketAddrV4;
+
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
@@ -78,9 +80,9 @@ pub struct Args {
     #[arg(long, hide = true, value_name = "CONTENDER")]
     pub child: Option<ChildKind>,
 
-    /// Internal: the listener's port, for `--child`.
-    #[arg(long, hide = true)]
-    pub port: Option<u16>,
+    /// Internal: the listener's address, for `--child` (the scan checks every port of its IP).
+    #[arg(long, hide = true, value_name = "IP:PORT")]
+    pub target: Option<SocketAddrV4>,
 
     /// Internal: event loops (checkers) of an engine or scan child [default: 1].
     #[arg(long, hide = true)]
@@ -125,7 +127,7 @@ pub enum ChildKind {
     Engine,
     /// [`Contender::Std`].
     Std,
-    /// The engine checking every port 1-65535 of 127.0.0.1.
+    /// The engine checking every port 1-65535 of the target's IP address.
     Scan,
 }
 

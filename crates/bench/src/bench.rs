@@ -134,7 +134,7 @@ impl Plan<'_> {
     fn request(&self, (contender, in_flight): Key, checks: u64) -> Request {
         Request {
             kind: contender.into(),
-            port: self.listener.address().port(),
+            target: self.listener.address(),
             checks,
             in_flight,
             loops: 1,

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::mem;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,8 +28,8 @@ const TIME_LIMIT_PER_CHECK: Duration = Duration::from_micros(200);
 pub struct Request {
     /// The contender, or the scan.
     pub kind: ChildKind,
-    /// The listener's port on 127.0.0.1.
-    pub port: u16,
+    /// The listener's address (the scan checks every port of its IP).
+    pub target: SocketAddrV4,
     /// Checks to make (the scan makes one per port, whatever this says).
     pub checks: u64,
     /// Checks in flight.
@@ -51,7 +51,7 @@ impl Request {
         };
         vec![
             format!("--child={kind}"),
-            format!("--port={}", self.port),
+            format!("--target={}", self.target),
             format!("--checks={}", self.checks),
             format!("--concurrency={}", self.in_flight),
             format!("--loops={}", self.loops),
@@ -147,8 +147,7 @@ pub fn run(request: &Request) -> anyhow::Result<Finished> {
 
 /// The child side: runs what `args` asks for and prints the [`Report`].
 pub fn serve(args: &Args, kind: ChildKind) -> anyhow::Result<()> {
-    let port = args.port.context("--child needs --port")?;
-    let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    let target = args.target.context("--child needs --target")?;
     let (checks, in_flight) = (args.checks(), args.highest_concurrency());
     let timeout = Duration::from_millis(args.timeout_ms);
     let mut open_ports = Vec::new();
@@ -159,7 +158,8 @@ pub fn serve(args: &Args, kind: ChildKind) -> anyhow::Result<()> {
         }
         ChildKind::Std => contenders::std::run(SocketAddr::V4(target), checks, in_flight, timeout)?,
         ChildKind::Scan => {
-            let scan = contenders::engine::scan(in_flight, args.loops.unwrap_or(1), timeout)?;
+            let loops = args.loops.unwrap_or(1);
+            let scan = contenders::engine::scan(*target.ip(), in_flight, loops, timeout)?;
             open_ports = scan.open_ports;
             scan.run
         }

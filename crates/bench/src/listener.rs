@@ -1,5 +1,6 @@
-//! The checked server: a listener on 127.0.0.1 whose "application" is one thread that accepts,
-//! counts and closes every connection, the way a real server's accept loop would see them.
+//! The checked server: a listener on an IPv4 address (127.0.0.1, or the far end of the veth
+//! scenario's pair) whose "application" is one thread that accepts, counts and closes every
+//! connection, the way a real server's accept loop would see them.
 
 use std::io;
 use std::mem;
@@ -11,6 +12,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+use crate::system;
 
 /// The backlog asked for, unless `net.core.somaxconn` allows more.
 const MIN_BACKLOG: i32 = 4096;
@@ -34,11 +37,16 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Listens on 127.0.0.1 on a free port below the local port range (see [`service_ports`]),
-    /// with a backlog of 4096 or `somaxconn` if higher, and starts accepting.
-    pub fn start(somaxconn: i32) -> anyhow::Result<Listener> {
+    /// Listens on `ip` on a free port below `first_local_port` (see [`service_ports`]), with a
+    /// backlog of 4096 or `somaxconn` if higher, and starts accepting.
+    ///
+    /// The socket belongs to the calling thread's network namespace, and the accepting thread
+    /// starts in it: called from a thread that has entered a namespace, the listener is inside.
+    pub fn start(ip: Ipv4Addr, somaxconn: i32, first_local_port: u16) -> anyhow::Result<Listener> {
         let backlog = MIN_BACKLOG.max(somaxconn);
-        let socket = Arc::new(listen(backlog).context("listening on 127.0.0.1")?);
+        let socket =
+            listen(ip, backlog, first_local_port).with_context(|| format!("listening on {ip}"))?;
+        let socket = Arc::new(socket);
         let address = match socket.local_addr().context("the listener's address")? {
             SocketAddr::V4(address) => address,
             SocketAddr::V6(address) => anyhow::bail!("the listener got an IPv6 address {address}"),
@@ -109,31 +117,28 @@ impl Drop for Listener {
     }
 }
 
-/// Ports tried for the listener, below the local port range (where services listen): a check
-/// of a port inside that range pays one more system call, which rules out a connection of the
-/// checking socket to itself, and a benchmark should measure the common case.
-fn service_ports() -> impl Iterator<Item = u16> {
-    let first_local = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    (1024..first_local).rev().take(1000)
+/// Ports tried for the listener, below the checkers' local port range, which starts at
+/// `first_local_port` (services listen there): a check of a port inside that range pays one
+/// more system call, which rules out a connection of the checking socket to itself, and a
+/// benchmark should measure the common case.
+fn service_ports(first_local_port: u16) -> impl Iterator<Item = u16> {
+    (1024..first_local_port).rev().take(1000)
 }
 
-/// A listening TCP socket on 127.0.0.1 with `backlog`, on the first free port of
-/// [`service_ports`], or one the kernel chooses if none is free.
-fn listen(backlog: i32) -> io::Result<TcpListener> {
-    for port in service_ports() {
-        match listen_on(port, backlog) {
+/// A listening TCP socket on `ip` with `backlog`, on the first free port of [`service_ports`],
+/// or one the kernel chooses if none is free.
+fn listen(ip: Ipv4Addr, backlog: i32, first_local_port: u16) -> io::Result<TcpListener> {
+    for port in service_ports(first_local_port) {
+        match listen_on(SocketAddrV4::new(ip, port), backlog) {
             Err(error) if error.raw_os_error() == Some(libc::EADDRINUSE) => continue,
             result => return result,
         }
     }
-    listen_on(0, backlog)
+    listen_on(SocketAddrV4::new(ip, 0), backlog)
 }
 
-/// A listening TCP socket on 127.0.0.1:`port` with `backlog`.
-fn listen_on(port: u16, backlog: i32) -> io::Result<TcpListener> {
+/// A listening TCP socket on `address` with `backlog`.
+fn listen_on(address: SocketAddrV4, backlog: i32) -> io::Result<TcpListener> {
     // SAFETY: socket() takes no pointers; its result is checked before use.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -141,14 +146,7 @@ fn listen_on(port: u16, backlog: i32) -> io::Result<TcpListener> {
     }
     // SAFETY: `fd` was just returned by socket() and is owned by nothing else.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let address = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let address = system::sockaddr_in(address);
     // SAFETY: the pointer and length describe `address`, a sockaddr_in that outlives the call.
     let bound = unsafe {
         libc::bind(

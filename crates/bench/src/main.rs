@@ -18,6 +18,7 @@ mod summary;
 mod system;
 mod table;
 
+use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -56,7 +57,12 @@ fn run() -> anyhow::Result<bool> {
         "{highest} checks in flight need more open files than the limit of {open_files} \
          (raise ulimit -n, or lower --concurrency)"
     );
-    let listener = Listener::start(system::somaxconn()?).context("starting the listener")?;
+    let listener = Listener::start(
+        Ipv4Addr::LOCALHOST,
+        system::somaxconn()?,
+        system::first_local_port(),
+    )
+    .context("starting the listener")?;
     let setup = Setup::new(&args, &listener, open_files)?;
     match args.scenario {
         None => {

@@ -47,7 +47,7 @@ pub struct LeakRun {
 pub fn leak(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Leak> {
     let request = Request {
         kind: ChildKind::Engine,
-        port: listener.address().port(),
+        target: listener.address(),
         checks: args.checks(),
         in_flight: args.highest_concurrency(),
         loops: 1,
@@ -216,7 +216,7 @@ pub fn scan(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Sc
     let listener_port = listener.address().port();
     let request = |loops| Request {
         kind: ChildKind::Scan,
-        port: listener_port,
+        target: listener.address(),
         checks: u64::from(u16::MAX),
         in_flight: args.highest_concurrency(),
         loops,

@@ -1,8 +1,10 @@
 //! What the benchmark reads from or asks of the system: the open-files limit, the accept-queue
-//! cap, the load average, a process's peak memory.
+//! cap, the local port range, the load average, a process's peak memory; and the C form of an
+//! IPv4 socket address for the raw system calls.
 
 use std::collections::BTreeSet;
 use std::io;
+use std::net::SocketAddrV4;
 
 use anyhow::Context;
 
@@ -35,6 +37,28 @@ pub fn somaxconn() -> anyhow::Result<i32> {
     text.trim()
         .parse()
         .with_context(|| format!("parsing net.core.somaxconn {text:?}"))
+}
+
+/// The first port of the local port range (`net.ipv4.ip_local_port_range`), from which
+/// `connect()` picks the checking sockets' ports; the kernel's default 32768 if it cannot be
+/// read.
+pub fn first_local_port() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+}
+
+/// `address` as a C `sockaddr_in`.
+pub fn sockaddr_in(address: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: address.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*address.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
 }
 
 /// The 1-minute load average, from `/proc/loadavg`.

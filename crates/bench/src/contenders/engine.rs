@@ -39,10 +39,15 @@ pub struct Scan {
     pub open_ports: Vec<u16>,
 }
 
-/// Checks every port 1-65535 of 127.0.0.1, `in_flight` at a time, spread over `loops` checkers.
-pub fn scan(in_flight: usize, loops: usize, timeout: Duration) -> anyhow::Result<Scan> {
+/// Checks every port 1-65535 of `ip`, `in_flight` at a time, spread over `loops` checkers.
+pub fn scan(
+    ip: Ipv4Addr,
+    in_flight: usize,
+    loops: usize,
+    timeout: Duration,
+) -> anyhow::Result<Scan> {
     let port_of = |tag: u64| u16::try_from(tag + 1).unwrap_or(u16::MAX);
-    let target = |tag| SocketAddr::from((Ipv4Addr::LOCALHOST, port_of(tag)));
+    let target = |tag| SocketAddr::from((ip, port_of(tag)));
     let mut counts = Counts::default();
     let mut open_ports = Vec::new();
     let checks = u64::from(u16::MAX);

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::{Counts, Run};
+use crate::system;
 
 /// New connects between two polls at most (`floor.c -b 256`).
 const CONNECTS_PER_TURN: usize = 256;
@@ -32,14 +33,7 @@ pub fn run(
     in_flight: usize,
     timeout: Duration,
 ) -> anyhow::Result<Run> {
-    let address = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: target.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*target.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let address = system::sockaddr_in(target);
     let poller = epoll_create().context("epoll_create1")?;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_POLL];
     let mut sockets = Sockets::default();
