@@ -14,6 +14,7 @@ use crate::child::{self, Request};
 use crate::contenders;
 use crate::delay::{self, DelayCapture};
 use crate::listener::Listener;
+use crate::server::Server;
 use crate::summary::{self, DelayResult, Row, RunResult, Verdict};
 use crate::system;
 
@@ -78,12 +79,12 @@ pub struct Benchmark {
     pub verdict: Verdict,
 }
 
-/// Runs the benchmark `args` describes against `listener`.
-pub fn run(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Benchmark> {
+/// Runs the benchmark `args` describes against `server`.
+pub fn run(args: &Args, server: Server<'_>, setup: Setup) -> anyhow::Result<Benchmark> {
     let mut contenders = args.contenders.clone();
     dedup_in_order(&mut contenders);
     let plan = Plan {
-        listener,
+        server,
         levels: args.concurrency(),
         contenders,
         timeout: Duration::from_millis(args.timeout_ms),
@@ -107,9 +108,10 @@ pub fn run(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Ben
         contenders: plan.contenders,
         delay_method: format!(
             "a separate capture pass of {delay_checks} checks per (contender, concurrency), \
-             not timed; capture on lo of {} in the kernel's filter; delay = kernel receive \
-             timestamp (SO_TIMESTAMPNS) of the client's RST minus that of the SYN-ACK; a pass \
-             whose capture dropped packets shows no delay",
+             not timed; capture on {} of {} in the kernel's filter; delay = kernel timestamp \
+             (SO_TIMESTAMPNS) of the client's RST minus that of the SYN-ACK; a pass whose \
+             capture dropped packets shows no delay",
+            server.interface,
             delay::describe_sample(sample)
         ),
         rows,
@@ -123,7 +125,7 @@ type Key = (Contender, usize);
 
 /// What to run, and against what.
 struct Plan<'a> {
-    listener: &'a Listener,
+    server: Server<'a>,
     levels: Vec<usize>,
     contenders: Vec<Contender>,
     timeout: Duration,
@@ -134,7 +136,7 @@ impl Plan<'_> {
     fn request(&self, (contender, in_flight): Key, checks: u64) -> Request {
         Request {
             kind: contender.into(),
-            target: self.listener.address(),
+            target: self.server.listener.address(),
             checks,
             in_flight,
             loops: 1,
@@ -158,7 +160,7 @@ impl Plan<'_> {
                     contender.name()
                 );
                 let request = self.request((contender, in_flight), checks);
-                let delay = delay_pass(self.listener, &request, sample)?;
+                let delay = delay_pass(self.server, &request, sample)?;
                 delays.push(((contender, in_flight), delay));
             }
         }
@@ -190,7 +192,7 @@ impl Plan<'_> {
         checks: u64,
         runs: usize,
     ) -> anyhow::Result<Vec<(Key, RunResult)>> {
-        let port = self.listener.address().port();
+        let port = self.server.listener.address().port();
         let mut results = Vec::new();
         let total = round.len() * runs;
         for round_index in 0..runs {
@@ -198,7 +200,7 @@ impl Plan<'_> {
                 wait_for_time_wait(port)?;
             }
             for &key in round {
-                let result = measure(self.listener, &self.request(key, checks))?;
+                let result = measure(self.server.listener, &self.request(key, checks))?;
                 eprintln!(
                     "[{:>3}/{total}] {:<6} {:>5} in flight, run {}/{runs}: {:.0} checks/s, \
                      {:.1} us CPU per check, {} KiB, accepted {}",
@@ -284,17 +286,18 @@ pub fn measure(listener: &Listener, request: &Request) -> anyhow::Result<RunResu
     Ok(RunResult::new(request.checks, finished, accepted))
 }
 
-/// Runs `request` under a capture of one connection in `sample`, and measures the delays.
+/// Runs `request` under a capture of one connection in `sample` on the server's interface, and
+/// measures the delays.
 pub fn delay_pass(
-    listener: &Listener,
+    server: Server<'_>,
     request: &Request,
     sample: u16,
 ) -> anyhow::Result<DelayResult> {
-    let server = SocketAddr::V4(listener.address());
-    let Some(capture) = DelayCapture::start(server, sample)? else {
+    let address = SocketAddr::V4(server.listener.address());
+    let Some(capture) = DelayCapture::start(server.interface, address, sample)? else {
         return Ok(DelayResult::unavailable(delay::NEEDS_CAP_NET_RAW));
     };
-    let pass = measure(listener, request)?;
+    let pass = measure(server.listener, request)?;
     Ok(match capture.finish() {
         Ok(delays) => DelayResult {
             delays: Some(delays),

@@ -2,9 +2,11 @@
 //! SYN-ACK reached it. Past the kernel's 200 ms delayed-ACK timer the final ACK leaves first
 //! and the server's application accepts the connection, so this is the margin a checker keeps.
 //!
-//! Measured with a capture on `lo` (shaker-wire, needs `CAP_NET_RAW`) of a sample of the
+//! Measured with a capture (shaker-wire, needs `CAP_NET_RAW`) on the interface the checks cross
+//! on the checker's side (`lo`, or the checker's end of a veth pair) of a sample of the
 //! connections, chosen by client port in the kernel's filter: the time between the kernel's
-//! receive timestamps of the SYN-ACK and of the client's RST.
+//! timestamps of the SYN-ACK and of the client's RST. On `lo` both are arriving copies; on a
+//! veth end the SYN-ACK is seen arriving and the RST leaving, each once.
 
 use std::collections::HashMap;
 use std::io;
@@ -24,13 +26,19 @@ pub struct DelayCapture {
 pub const NEEDS_CAP_NET_RAW: &str = "n/a (needs CAP_NET_RAW)";
 
 impl DelayCapture {
-    /// Starts capturing the connections to `server` whose client port is in the sample of one
-    /// in `sample` (a power of two); `None` without the privilege to capture.
-    pub fn start(server: SocketAddr, sample: u16) -> anyhow::Result<Option<DelayCapture>> {
-        match Capture::start_sampled(server.port(), client_port_mask(sample)) {
+    /// Starts capturing on `interface` the connections to `server` whose client port is in the
+    /// sample of one in `sample` (a power of two); `None` without the privilege to capture.
+    pub fn start(
+        interface: &str,
+        server: SocketAddr,
+        sample: u16,
+    ) -> anyhow::Result<Option<DelayCapture>> {
+        match Capture::start_on(interface, server.port(), client_port_mask(sample)) {
             Ok(capture) => Ok(Some(DelayCapture { capture, server })),
             Err(error) if error.kind() == io::ErrorKind::PermissionDenied => Ok(None),
-            Err(error) => Err(anyhow::Error::new(error).context("starting a capture on lo")),
+            Err(error) => {
+                Err(anyhow::Error::new(error).context(format!("starting a capture on {interface}")))
+            }
         }
     }
 

@@ -14,6 +14,7 @@ mod contenders;
 mod delay;
 mod listener;
 mod scenario;
+mod server;
 mod summary;
 mod system;
 mod table;
@@ -27,6 +28,7 @@ use clap::Parser;
 use crate::args::{Args, Scenario};
 use crate::bench::Setup;
 use crate::listener::Listener;
+use crate::server::Server;
 
 /// Descriptors a child needs beyond its checks in flight.
 const SPARE_DESCRIPTORS: u64 = 64;
@@ -66,7 +68,7 @@ fn run() -> anyhow::Result<bool> {
     let setup = Setup::new(&args, &listener, open_files)?;
     match args.scenario {
         None => {
-            let benchmark = bench::run(&args, &listener, setup)?;
+            let benchmark = bench::run(&args, Server::loopback(&listener), setup)?;
             print(&args, &benchmark, table::render)?;
             Ok(benchmark.verdict.ok)
         }

@@ -11,6 +11,7 @@ use crate::bench::{self, Setup};
 use crate::child::Request;
 use crate::delay;
 use crate::listener::Listener;
+use crate::server::Server;
 use crate::summary::{DelayResult, RunResult, describe_failures, median};
 use crate::system;
 use crate::table::{markdown, micros};
@@ -60,7 +61,7 @@ pub fn leak(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Le
             "leak: run {round}: {} checks, {} in flight",
             request.checks, request.in_flight
         );
-        let mut delay = bench::delay_pass(listener, &request, sample)?;
+        let mut delay = bench::delay_pass(Server::loopback(listener), &request, sample)?;
         let run = match delay.pass.take() {
             Some(run) => run,
             None => bench::measure(listener, &request)?,

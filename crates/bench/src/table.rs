@@ -95,9 +95,10 @@ fn notes(benchmark: &Benchmark) -> Vec<String> {
     let mut notes = vec![
         "Each run is a child process (this program re-executed). checks/s: checks over the \
          child's time from the first check started to the last finished. CPU: user + system \
-         time of the child from wait4, per check (process start-up included; on loopback the \
-         server side's kernel work runs in the client's context and is included too). vs \
-         floor: ratio to the floor at the same concurrency."
+         time of the child from wait4, per check (process start-up included; on lo and over a \
+         veth pair alike, the kernel handles the server side's packets in softirq on the \
+         sending CPU, mostly within the client's own system calls, so that work is included \
+         too). vs floor: ratio to the floor at the same concurrency."
             .to_string(),
         "peak RSS: the child's own VmHWM (/proc/self/status, read as it ends); wait4's \
          ru_maxrss is not used because Linux starts an exec'd child's at its parent's peak. \
