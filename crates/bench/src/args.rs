@@ -19,7 +19,8 @@ const DEFAULT_RUNS: usize = 3;
 const DEFAULT_DELAY_SAMPLE: u16 = 16;
 
 /// Benchmark of tcp-shaker's engine against a minimal floor loop and std full connects, all
-/// checking one open port of a local listener (127.0.0.1), each run in a child process.
+/// checking one open port of a local listener (127.0.0.1, or over a veth pair with `--scenario
+/// veth`), each run in a child process.
 #[derive(Debug, Parser)]
 #[command(name = "shaker-bench", version)]
 pub struct Args {
@@ -28,7 +29,7 @@ pub struct Args {
     checks: Option<u64>,
 
     /// Checks in flight, one level per value [default: 100,1000,10000; 100 with --quick]. The
-    /// scenarios use the highest level.
+    /// leak and scan scenarios use the highest level.
     #[arg(short, long, value_name = "C,...", value_delimiter = ',')]
     concurrency: Option<Vec<usize>>,
 
@@ -65,9 +66,11 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
 
-    /// Instead of the table, a scenario: `leak` (the engine at the highest concurrency over
-    /// 1000000 checks: accepted connections and delay) or `scan` (the engine checks every port
-    /// of 127.0.0.1).
+    /// Instead of the loopback table, a scenario: `leak` (the engine at the highest concurrency
+    /// over 1000000 checks: accepted connections and delay), `scan` (the engine checks every
+    /// port of 127.0.0.1) or `veth` (the table of floor and engine on the poller's path, to a
+    /// listener in a network namespace of its own over a veth pair; needs root; with --quick, a
+    /// smoke run of it).
     #[arg(long, value_name = "NAME")]
     pub scenario: Option<Scenario>,
 
@@ -148,6 +151,8 @@ pub enum Scenario {
     Leak,
     /// Every port of 127.0.0.1.
     Scan,
+    /// The table over a veth pair, to a listener in a network namespace: the poller's path.
+    Veth,
 }
 
 impl Args {

@@ -14,7 +14,7 @@ use crate::child::{self, Request};
 use crate::contenders;
 use crate::delay::{self, DelayCapture};
 use crate::listener::Listener;
-use crate::server::Server;
+use crate::server::{Route, Server};
 use crate::summary::{self, DelayResult, Row, RunResult, Verdict};
 use crate::system;
 
@@ -65,7 +65,9 @@ pub struct Benchmark {
     pub runs: usize,
     /// The in-flight levels.
     pub concurrency: Vec<usize>,
-    /// The contenders asked for.
+    /// How the checks reach the listener.
+    pub route: Route,
+    /// The contenders asked for that run on this route.
     pub contenders: Vec<Contender>,
     /// The runs of one round, in order, as `contender/in-flight`.
     pub round_order: Vec<String>,
@@ -79,10 +81,17 @@ pub struct Benchmark {
     pub verdict: Verdict,
 }
 
-/// Runs the benchmark `args` describes against `server`.
+/// Runs the benchmark `args` describes against `server`, with the contenders asked for that
+/// run on its route.
 pub fn run(args: &Args, server: Server<'_>, setup: Setup) -> anyhow::Result<Benchmark> {
     let mut contenders = args.contenders.clone();
+    contenders.retain(|&contender| server.route.runs(contender));
     dedup_in_order(&mut contenders);
+    anyhow::ensure!(
+        !contenders.is_empty(),
+        "none of the contenders asked for runs on this route: {}",
+        server.route.describe()
+    );
     let plan = Plan {
         server,
         levels: args.concurrency(),
@@ -105,6 +114,7 @@ pub fn run(args: &Args, server: Server<'_>, setup: Setup) -> anyhow::Result<Benc
             .map(|(contender, in_flight)| format!("{}/{in_flight}", contender.name()))
             .collect(),
         concurrency: plan.levels,
+        route: server.route,
         contenders: plan.contenders,
         delay_method: format!(
             "a separate capture pass of {delay_checks} checks per (contender, concurrency), \

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::{Args, ChildKind};
 use crate::contenders::{self, Counts, Run};
+use crate::interrupt;
 use crate::system;
 
 /// How often the parent looks whether a child has exited.
@@ -122,6 +123,8 @@ pub fn run(request: &Request) -> anyhow::Result<Finished> {
         })
         .context("starting the thread that reads the child's output")?;
     let (status, usage) = child.wait(started + request.time_limit())?;
+    // A child killed by the same Ctrl-C: say so rather than report its death.
+    interrupt::check()?;
     let wall = started.elapsed();
     let output = reader
         .join()
@@ -205,6 +208,8 @@ impl Reaper {
                 self.reaped = true;
                 return Ok((status, usage));
             }
+            // The child is killed when the caller drops it.
+            interrupt::check()?;
             if reaped < 0 {
                 let error = std::io::Error::last_os_error();
                 if error.kind() != std::io::ErrorKind::Interrupted {

@@ -3,21 +3,27 @@
 //! concurrency levels; one table of checks/s, CPU per check, peak memory, connections the
 //! listener's application accepted, and SYN-ACK-to-RST delay, with the ratios to the floor.
 //!
-//! `cargo run --release -p shaker-bench` runs it (`--help` for the options). Every measured run
-//! is a child process (this program re-executed with hidden arguments), so that its CPU time and
-//! memory are its own; the parent runs the listener and the packet capture.
+//! `cargo run --release -p shaker-bench` runs it (`--help` for the options) against 127.0.0.1,
+//! where the engine takes its loopback shortcut; `--scenario veth` (as root) makes the same table
+//! of floor and engine on the engine's poller path, to a listener inside a network namespace of
+//! its own over a veth pair. Every measured run is a child process (this program re-executed
+//! with hidden arguments), so that its CPU time and memory are its own; the parent runs the
+//! listener and the packet capture.
 
 mod args;
 mod bench;
 mod child;
 mod contenders;
 mod delay;
+mod interrupt;
 mod listener;
+mod netns;
 mod scenario;
 mod server;
 mod summary;
 mod system;
 mod table;
+mod veth;
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
@@ -28,7 +34,8 @@ use clap::Parser;
 use crate::args::{Args, Scenario};
 use crate::bench::Setup;
 use crate::listener::Listener;
-use crate::server::Server;
+use crate::server::{Route, Server};
+use crate::veth::Network;
 
 /// Descriptors a child needs beyond its checks in flight.
 const SPARE_DESCRIPTORS: u64 = 64;
@@ -39,7 +46,8 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(error) => {
             eprintln!("shaker-bench: {error:#}");
-            ExitCode::from(2)
+            // 128 + SIGINT, as a shell reports a run that Ctrl-C ended.
+            ExitCode::from(if interrupt::requested() { 130 } else { 2 })
         }
     }
 }
@@ -59,30 +67,65 @@ fn run() -> anyhow::Result<bool> {
         "{highest} checks in flight need more open files than the limit of {open_files} \
          (raise ulimit -n, or lower --concurrency)"
     );
-    let listener = Listener::start(
-        Ipv4Addr::LOCALHOST,
-        system::somaxconn()?,
-        system::first_local_port(),
-    )
-    .context("starting the listener")?;
-    let setup = Setup::new(&args, &listener, open_files)?;
     match args.scenario {
         None => {
-            let benchmark = bench::run(&args, Server::loopback(&listener), setup)?;
-            print(&args, &benchmark, table::render)?;
-            Ok(benchmark.verdict.ok)
+            let listener = loopback_listener()?;
+            table(&args, Server::loopback(&listener), open_files)
         }
+        Some(Scenario::Veth) => veth_table(&args, open_files),
         Some(Scenario::Leak) => {
+            let listener = loopback_listener()?;
+            let setup = Setup::new(&args, &listener, open_files)?;
             let leak = scenario::leak(&args, &listener, setup)?;
             print(&args, &leak, scenario::render_leak)?;
             Ok(leak.ok)
         }
         Some(Scenario::Scan) => {
+            let listener = loopback_listener()?;
+            let setup = Setup::new(&args, &listener, open_files)?;
             let scan = scenario::scan(&args, &listener, setup)?;
             print(&args, &scan, scenario::render_scan)?;
             Ok(scan.ok)
         }
     }
+}
+
+/// The listener on 127.0.0.1.
+fn loopback_listener() -> anyhow::Result<Listener> {
+    let somaxconn = system::somaxconn()?;
+    Listener::start(Ipv4Addr::LOCALHOST, somaxconn, system::first_local_port())
+        .context("starting the listener")
+}
+
+/// The table on the poller's path: over a veth pair to a listener inside a network namespace
+/// of the benchmark's own, both deleted on the way out, also after Ctrl-C.
+fn veth_table(args: &Args, open_files: u64) -> anyhow::Result<bool> {
+    interrupt::catch()?;
+    let network = Network::create()?;
+    // Below the checkers' local port range, which is this namespace's.
+    let first_local_port = system::first_local_port();
+    let listener = network
+        .namespace()
+        .run(|| {
+            // The namespace's own accept-queue cap.
+            let somaxconn = system::somaxconn()?;
+            Listener::start(veth::INNER_ADDRESS, somaxconn, first_local_port)
+        })
+        .context("starting the listener inside the network namespace")?;
+    let server = Server {
+        listener: &listener,
+        route: Route::Veth,
+        interface: network.host_interface(),
+    };
+    table(args, server, open_files)
+}
+
+/// The benchmark's table against `server`; false if the results missed the bar.
+fn table(args: &Args, server: Server<'_>, open_files: u64) -> anyhow::Result<bool> {
+    let setup = Setup::new(args, server.listener, open_files)?;
+    let benchmark = bench::run(args, server, setup)?;
+    print(args, &benchmark, table::render)?;
+    Ok(benchmark.verdict.ok)
 }
 
 /// Prints `results` as JSON with `--json`, else as `render` writes them.

@@ -1,6 +1,6 @@
 //! What the benchmark reads from or asks of the system: the open-files limit, the accept-queue
-//! cap, the local port range, the load average, a process's peak memory; and the C form of an
-//! IPv4 socket address for the raw system calls.
+//! cap, the local port range, the load average, a process's peak memory and capabilities; and
+//! the C form of an IPv4 socket address for the raw system calls.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -81,15 +81,37 @@ pub fn cpus() -> usize {
 /// A parent cannot get this from `wait4`: Linux starts an exec'd child's `ru_maxrss` at the peak
 /// of the address space it replaced, which after `fork`/`vfork` is the parent's.
 pub fn peak_rss_kib() -> anyhow::Result<u64> {
+    let value = status_field("VmHWM")?;
+    let kib = value.trim_end_matches("kB").trim();
+    kib.parse()
+        .with_context(|| format!("parsing VmHWM {value:?}"))
+}
+
+/// `CAP_NET_ADMIN`: configuring interfaces, addresses and routes.
+pub const CAP_NET_ADMIN: u32 = 12;
+/// `CAP_SYS_ADMIN`: making a named network namespace (`ip netns add` mounts it) and entering it.
+pub const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether this process has each capability of `capabilities` (by number, as in
+/// `linux/capability.h`) in its effective set (`CapEff` of `/proc/self/status`).
+pub fn has_capabilities(capabilities: &[u32]) -> anyhow::Result<bool> {
+    let value = status_field("CapEff")?;
+    let effective =
+        u64::from_str_radix(&value, 16).with_context(|| format!("parsing CapEff {value:?}"))?;
+    Ok(capabilities
+        .iter()
+        .all(|&capability| effective >> capability & 1 == 1))
+}
+
+/// The value of the field `name` of `/proc/self/status`, trimmed.
+fn status_field(name: &str) -> anyhow::Result<String> {
     let status =
         std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let line = status
+    status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .context("no VmHWM in /proc/self/status")?;
-    let kib = line.trim().trim_end_matches("kB").trim();
-    kib.parse()
-        .with_context(|| format!("parsing VmHWM {line:?}"))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(|value| value.trim().to_string())
+        .with_context(|| format!("no {name} in /proc/self/status"))
 }
 
 /// How many IPv4 TCP sockets with `port` at either end are in TIME_WAIT.

@@ -25,23 +25,34 @@ const COLUMNS: [&str; 10] = [
 pub fn render(benchmark: &Benchmark) -> String {
     let setup = &benchmark.setup;
     let mut text = String::new();
+    let with_std = benchmark.contenders.contains(&Contender::Std);
+    let _ = writeln!(text, "Route: {}.", benchmark.route.describe());
     let _ = writeln!(
         text,
-        "shaker-bench: {} checks of {} per run; {} round(s) of runs, each {} (std's TIME_WAIT \
-         sockets let expire between rounds); medians of the runs shown.",
+        "shaker-bench: {} checks of {} per run; {} round(s) of runs, each {}{}; medians of the \
+         runs shown.",
         benchmark.checks,
         setup.target,
         benchmark.runs,
-        benchmark.round_order.join(", ")
+        benchmark.round_order.join(", "),
+        if with_std {
+            " (std's TIME_WAIT sockets let expire between rounds)"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         text,
         "{} CPUs; 1-minute load average {:.2} before, {:.2} after (it counts this benchmark's \
-         own threads: std runs up to 1000); listener backlog {}; open files limit {}; timeout \
-         {} ms.\n",
+         own threads{}); listener backlog {}; open files limit {}; timeout {} ms.\n",
         setup.cpus,
         setup.load_average_before,
         benchmark.load_average_after,
+        if with_std {
+            ": std runs up to 1000"
+        } else {
+            ""
+        },
         setup.listener_backlog,
         setup.open_files_limit,
         setup.timeout_ms
@@ -114,6 +125,7 @@ fn notes(benchmark: &Benchmark) -> Vec<String> {
             .to_string(),
         format!("SYN-ACK-to-RST delay: {}.", benchmark.delay_method),
     ];
+    notes.extend(benchmark.route.caveat().map(String::from));
     for row in &benchmark.rows {
         let name = format!("{} at {} in flight", row.contender.name(), row.in_flight);
         if let Some(reason) = &row.not_run {

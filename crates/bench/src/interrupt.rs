@@ -1,0 +1,51 @@
+//! Interrupts while the benchmark holds something to clean up (the veth scenario's namespace and
+//! pair): once [`catch`] has run, Ctrl-C (SIGINT), SIGTERM and SIGHUP no longer end the process
+//! at once. The signal is noted, the child run in progress is killed, and the benchmark fails
+//! with "interrupted", dropping its guards on the way out.
+
+use std::io;
+use std::mem;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+
+/// The signals caught.
+const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Set by the handler.
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// The handler: notes the signal, nothing else (storing to an atomic is async-signal-safe).
+extern "C" fn note(_signal: libc::c_int) {
+    REQUESTED.store(true, Ordering::Relaxed);
+}
+
+/// From now on, the [`SIGNALS`] are noted instead of ending the process. (Child processes
+/// get the default actions back when they exec.)
+pub fn catch() -> anyhow::Result<()> {
+    for signal in SIGNALS {
+        // SAFETY: sigaction is a plain C struct of a handler address, a signal set and integers;
+        // all zeroes (an empty mask, no flags) is a valid value of it.
+        let mut action: libc::sigaction = unsafe { mem::zeroed() };
+        action.sa_sigaction = note as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: the pointer is to `action`, which outlives the call; the old action is not
+        // asked for (null); the handler only stores to an atomic.
+        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("catching signal {signal}"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a caught signal has arrived.
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::Relaxed)
+}
+
+/// Fails if a caught signal has arrived.
+pub fn check() -> anyhow::Result<()> {
+    anyhow::ensure!(!requested(), "interrupted by a signal");
+    Ok(())
+}
