@@ -123,6 +123,7 @@ impl Drop for VethPair {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
     use std::net::{IpAddr, SocketAddr};
     use std::time::Duration;
 
@@ -148,7 +149,8 @@ mod tests {
         if std::env::var_os("TCP_SHAKER_NO_SKIP").is_some_and(|v| v == "1") {
             panic!("{test} cannot run: {reason} (TCP_SHAKER_NO_SKIP=1 forbids skipping)");
         }
-        eprintln!("SKIPPED {test}: {reason}");
+        // To the real stderr: the test harness captures eprintln!, and a skip must always show.
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
         true
     }
 
