@@ -81,6 +81,21 @@ fn capture_while(listener: &TcpListener, checks: impl FnOnce(SocketAddr)) -> Con
 
 /// Asserts that `connection` is SYN, SYN-ACK, RST and nothing else, with the RST inside the
 /// server's window (so that the server drops its half-open request).
+/// Every packet belongs to a connection, and there is one connection per check.
+fn assert_one_connection_per_check(conversations: &Conversations) {
+    assert!(
+        conversations.strays.is_empty(),
+        "packets outside any connection:\n{}",
+        conversations.describe()
+    );
+    assert_eq!(
+        conversations.connections.len(),
+        CHECKS,
+        "one connection per check:\n{}",
+        conversations.describe()
+    );
+}
+
 fn assert_syn_synack_rst(connection: &Connection, all: &Conversations) {
     let sequence = connection.sequence();
     assert!(
@@ -133,17 +148,7 @@ fn assert_every_check_half_open(test: &str, listener: &TcpListener) {
         "the client sent bare ACKs (leaked final ACKs) or FINs:\n{}",
         conversations.describe()
     );
-    assert!(
-        conversations.strays.is_empty(),
-        "packets outside any connection:\n{}",
-        conversations.describe()
-    );
-    assert_eq!(
-        conversations.connections.len(),
-        CHECKS,
-        "one connection per check:\n{}",
-        conversations.describe()
-    );
+    assert_one_connection_per_check(&conversations);
     for connection in &conversations.connections {
         assert_syn_synack_rst(connection, &conversations);
     }
@@ -251,17 +256,7 @@ fn without_zero_linger_checks_close_with_fin() {
     let (conversations, accepted) =
         capture_and_accept(&listener, &checker, |_| CheckOptions::new(TIMEOUT));
     eprintln!("{test}: {:?}", tally(&conversations));
-    assert!(
-        conversations.strays.is_empty(),
-        "packets outside any connection:\n{}",
-        conversations.describe()
-    );
-    assert_eq!(
-        conversations.connections.len(),
-        CHECKS,
-        "one connection per check:\n{}",
-        conversations.describe()
-    );
+    assert_one_connection_per_check(&conversations);
     for connection in &conversations.connections {
         assert_closed_with_fin(connection, &conversations);
     }
@@ -289,17 +284,7 @@ fn zero_linger_off_for_one_check_closes_that_check_with_fin() {
         }
     });
     eprintln!("{test}: {:?}", tally(&conversations));
-    assert!(
-        conversations.strays.is_empty(),
-        "packets outside any connection:\n{}",
-        conversations.describe()
-    );
-    assert_eq!(
-        conversations.connections.len(),
-        CHECKS,
-        "one connection per check:\n{}",
-        conversations.describe()
-    );
+    assert_one_connection_per_check(&conversations);
     let (with_fin, with_rst): (Vec<&Connection>, Vec<&Connection>) = conversations
         .connections
         .iter()
