@@ -17,6 +17,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use socket2::SockRef;
 
 use super::{Counts, Run};
 use crate::system;
@@ -218,39 +219,11 @@ fn open_socket() -> io::Result<OwnedFd> {
     }
     // SAFETY: `fd` was just returned by socket() and is owned by nothing else.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let off: libc::c_int = 0;
-    set_option(&socket, libc::IPPROTO_TCP, libc::TCP_QUICKACK, &off)?;
-    let zero_linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    set_option(&socket, libc::SOL_SOCKET, libc::SO_LINGER, &zero_linger)?;
+    // The same two setsockopt calls as floor.c, through socket2's typed wrappers.
+    let options = SockRef::from(&socket);
+    options.set_tcp_quickack(false)?;
+    options.set_linger(Some(Duration::ZERO))?;
     Ok(socket)
-}
-
-/// `setsockopt(level, name)` with `value` as the option's bytes.
-fn set_option<T>(
-    socket: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &T,
-) -> io::Result<()> {
-    // SAFETY: the pointer and length describe `value`, borrowed for the whole call; the options
-    // set here are C ints and a struct linger, the types the kernel expects for them.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Starts connecting: true if connected at once, false if in progress, else the error.
