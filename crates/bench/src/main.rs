@@ -17,7 +17,6 @@ mod contenders;
 mod delay;
 mod interrupt;
 mod listener;
-mod netns;
 mod scenario;
 mod server;
 mod summary;
@@ -111,6 +110,7 @@ fn veth_table(args: &Args, open_files: u64) -> anyhow::Result<bool> {
             let somaxconn = system::somaxconn()?;
             Listener::start(veth::INNER_ADDRESS, somaxconn, first_local_port)
         })
+        .context("entering the network namespace")?
         .context("starting the listener inside the network namespace")?;
     let server = Server {
         listener: &listener,

@@ -5,14 +5,18 @@
 //!
 //! Dropping the [`Network`] deletes the pair and the namespace: on success, on error, and after
 //! an interrupt (see [`crate::interrupt`]). A run killed outright leaves them behind until the
-//! next run's [`Namespace::create`] deletes its namespace, and with it the pair.
+//! next run's [`Namespace::create`] deletes its namespace (`shaker-bench-<pid>-<n>`, whose
+//! process is gone), and with it the pair.
 
 use std::net::Ipv4Addr;
 
 use anyhow::Context;
+use shaker_wire::netns::{self, Namespace};
 
-use crate::netns::{self, Namespace};
 use crate::system;
+
+/// The benchmark's namespaces are named `shaker-bench-<pid>-<n>`, apart from the tests'.
+const NAMESPACE_PREFIX: &str = "shaker-bench-";
 
 /// The checkers' end of the pair, in this process's network namespace.
 pub const HOST_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -39,7 +43,8 @@ impl Network {
             "the veth scenario needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create a network \
              namespace and a veth pair: run it as root, e.g. with sudo"
         );
-        let namespace = Namespace::create()?;
+        let namespace = Namespace::create(NAMESPACE_PREFIX)
+            .context("creating the network namespace (is iproute2 installed?)")?;
         let pair = VethPair::create(&namespace)?;
         let network = Network { pair, namespace };
         network.configure()?;
@@ -62,12 +67,22 @@ impl Network {
         let (host, inner) = (self.pair.host.as_str(), self.pair.inner.as_str());
         let host_address = format!("{HOST_ADDRESS}/{PREFIX_LENGTH}");
         let inner_address = format!("{INNER_ADDRESS}/{PREFIX_LENGTH}");
-        netns::ip(&["address", "add", &host_address, "dev", host])?;
-        netns::ip(&["link", "set", host, "up"])?;
+        netns::host_exec(&["ip", "address", "add", &host_address, "dev", host], None)
+            .context("addressing the checkers' end of the pair")?;
+        netns::host_exec(&["ip", "link", "set", host, "up"], None)
+            .context("bringing the checkers' end of the pair up")?;
         self.namespace
-            .ip(&["address", "add", &inner_address, "dev", inner])?;
-        self.namespace.ip(&["link", "set", inner, "up"])?;
-        let route = netns::ip(&["-o", "route", "get", &INNER_ADDRESS.to_string()])?;
+            .exec(
+                &["ip", "address", "add", &inner_address, "dev", inner],
+                None,
+            )
+            .context("addressing the far end of the pair")?;
+        self.namespace
+            .exec(&["ip", "link", "set", inner, "up"], None)
+            .context("bringing the far end of the pair up")?;
+        let inner_text = INNER_ADDRESS.to_string();
+        let route = netns::host_exec(&["ip", "-o", "route", "get", &inner_text], None)
+            .context("looking up the route to the far end")?;
         let through_pair = route
             .split_whitespace()
             .skip_while(|&word| word != "dev")
@@ -94,18 +109,22 @@ impl VethPair {
     fn create(namespace: &Namespace) -> anyhow::Result<VethPair> {
         let pid = std::process::id();
         let (host, inner) = (format!("shb{pid}host"), format!("shb{pid}ns"));
-        netns::ip(&[
-            "link",
-            "add",
-            &host,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &inner,
-            "netns",
-            namespace.name(),
-        ])
+        netns::host_exec(
+            &[
+                "ip",
+                "link",
+                "add",
+                &host,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &inner,
+                "netns",
+                namespace.name(),
+            ],
+            None,
+        )
         .context("creating the veth pair")?;
         Ok(VethPair { host, inner })
     }
@@ -115,8 +134,8 @@ impl Drop for VethPair {
     /// Deletes the pair at once (deleting the namespace would too, but only once nothing inside
     /// holds it any more).
     fn drop(&mut self) {
-        if let Err(error) = netns::ip(&["link", "delete", &self.host]) {
-            eprintln!("shaker-bench: {error:#}");
+        if let Err(error) = netns::host_exec(&["ip", "link", "delete", &self.host], None) {
+            eprintln!("shaker-bench: deleting the veth pair: {error}");
         }
     }
 }
@@ -167,6 +186,7 @@ mod tests {
         let listener = network
             .namespace()
             .run(|| Listener::start(INNER_ADDRESS, 128, first_local_port))
+            .unwrap()
             .unwrap();
         let server = SocketAddr::V4(listener.address());
         let capture = Capture::start_on(&host, server.port(), 0).unwrap();
@@ -196,7 +216,7 @@ mod tests {
 
         drop(listener);
         drop(network);
-        let namespaces = netns::ip(&["netns", "list"]).unwrap();
+        let namespaces = netns::host_exec(&["ip", "netns", "list"], None).unwrap();
         assert!(
             !namespaces
                 .lines()
@@ -204,7 +224,7 @@ mod tests {
             "{namespace} is left behind: {namespaces}"
         );
         assert!(
-            netns::ip(&["link", "show", &host]).is_err(),
+            netns::host_exec(&["ip", "link", "show", &host], None).is_err(),
             "{host} is left behind"
         );
     }

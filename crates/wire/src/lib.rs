@@ -19,8 +19,13 @@
 //! moment it passed the interface: an arriving packet (every packet kept on loopback) as it
 //! entered the receive path, a leaving one as it passed the transmit path's tap. Timestamps of
 //! one capture are comparable between packets.
+//!
+//! The [`netns`] module holds the other half of the tests' network plumbing: network namespaces
+//! that the tests and the benchmark make for themselves, and threads that act inside them.
 
 #![cfg(target_os = "linux")]
+
+pub mod netns;
 
 use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
