@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
-use tcp_shaker::{Checker, ErrorKind, Outcome};
+use tcp_shaker::{Checker, ErrorKind, Outcome, Report};
 
 use crate::netns::NetNs;
 
@@ -577,11 +577,28 @@ fn a_check_that_connects_to_itself_is_closed() {
 
     let checker = namespace.checker();
     for attempt in 0..3 {
-        let report = checker.check(("127.0.0.1", PORT), TIMEOUT).unwrap();
+        let report = check_when_the_port_is_free(&checker, PORT);
         assert_eq!(
             report.outcome(),
             Outcome::Closed,
             "attempt {attempt}: {report:?}"
         );
+    }
+}
+
+/// Checks `127.0.0.1:port` when the range's only local port is free. Another test thread
+/// that spawns a process (`ip`, `nft`) copies every open descriptor into its child until the
+/// child's `exec()`; a check socket caught in that window is closed only then, and holds the
+/// port for that long. The port is free again within moments: not within a second would mean
+/// that something else holds it, which fails the test.
+fn check_when_the_port_is_free(checker: &Checker, port: u16) -> Report {
+    let give_up = Instant::now() + Duration::from_secs(1);
+    loop {
+        match checker.check(("127.0.0.1", port), TIMEOUT) {
+            Err(error) if error.kind() == ErrorKind::NoLocalAddress && Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            result => return result.unwrap(),
+        }
     }
 }
