@@ -12,10 +12,10 @@ use shaker_wire as capture;
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use capture::{ACK, Capture, Connection, Conversations, ECN, FIN, RST, SYN};
+use capture::{ACK, Capture, Connection, Conversations, FIN, RST, SYN};
 use tcp_shaker::{CheckOptions, Checker, Outcome};
 
 /// The deadline of each check: generous, a check of a local port answers in microseconds.
@@ -347,125 +347,4 @@ fn a_closed_port_answers_syn_with_rst_and_the_client_sends_nothing_more() {
         assert!(syn.is(SYN), "{syn:?}");
         assert_eq!(rst.ack, syn.seq.wrapping_add(1), "the RST answers the SYN");
     }
-}
-
-/// An Ethernet frame as `lo` shows it, carrying one TCP segment with `payload` bytes of data
-/// (and, over IPv4, `ip_options` bytes of IP options).
-fn frame(
-    src: SocketAddr,
-    dst: SocketAddr,
-    flags: u8,
-    ip_options: usize,
-    payload: usize,
-) -> Vec<u8> {
-    let mut tcp = Vec::new();
-    tcp.extend(src.port().to_be_bytes());
-    tcp.extend(dst.port().to_be_bytes());
-    tcp.extend(1000u32.to_be_bytes()); // seq
-    tcp.extend(2000u32.to_be_bytes()); // ack
-    tcp.extend([0x60, flags]); // a 24-byte header: one option word
-    tcp.extend([0xff, 0xff, 0, 0, 0, 0, 2, 4, 0xff, 0xd7]); // window, checksum, urgent, MSS
-    tcp.extend(vec![0xaa; payload]);
-    let mut frame = vec![0; 12];
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let header = 20 + ip_options;
-            frame.extend([0x08, 0x00, 0x40 | (header / 4) as u8, 0]);
-            frame.extend(((header + tcp.len()) as u16).to_be_bytes());
-            frame.extend([0, 0, 0x40, 0, 64, 6, 0, 0]); // id, DF, TTL, TCP, checksum
-            frame.extend(s.octets());
-            frame.extend(d.octets());
-            frame.extend(vec![1; ip_options]); // NOPs
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            frame.extend([0x86, 0xdd, 0x60, 0, 0, 0]);
-            frame.extend((tcp.len() as u16).to_be_bytes());
-            frame.extend([6, 64]); // TCP, hop limit
-            frame.extend(s.octets());
-            frame.extend(d.octets());
-        }
-        _ => unreachable!("one family per frame"),
-    }
-    frame.extend(tcp);
-    frame
-}
-
-#[test]
-fn the_capture_parses_tcp_over_ipv4_and_ipv6() {
-    let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    let server: SocketAddr = "127.0.0.2:8080".parse().unwrap();
-    let packet = capture::parse_frame(&frame(client, server, SYN | ECN, 4, 0)).unwrap();
-    assert_eq!((packet.src, packet.dst), (client, server));
-    assert_eq!(
-        (packet.seq, packet.ack, packet.payload_len),
-        (1000, 2000, 0)
-    );
-    assert!(packet.is(SYN) && packet.has(SYN | ECN) && !packet.has(ACK));
-    assert_eq!(packet.flag_letters(), "S");
-    let packet = capture::parse_frame(&frame(server, client, ACK | capture::PSH, 0, 7)).unwrap();
-    assert_eq!(
-        (packet.flag_letters(), packet.payload_len),
-        ("PA".into(), 7)
-    );
-
-    let client: SocketAddr = "[::1]:40000".parse().unwrap();
-    let server: SocketAddr = "[::1]:8080".parse().unwrap();
-    let packet = capture::parse_frame(&frame(client, server, RST | ACK, 0, 0)).unwrap();
-    assert_eq!((packet.src, packet.dst), (client, server));
-    assert_eq!(
-        (packet.flag_letters(), packet.payload_len),
-        ("RA".into(), 0)
-    );
-
-    let mut not_tcp = frame(client, server, SYN, 0, 0);
-    not_tcp[14 + 6] = 17; // UDP
-    assert_eq!(capture::parse_frame(&not_tcp), None);
-    let short = frame(client, server, SYN, 0, 0);
-    assert_eq!(capture::parse_frame(&short[..14 + 40 + 10]), None);
-}
-
-#[test]
-fn connections_split_on_a_new_syn_and_keep_syn_retransmits() {
-    let server: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    let other: SocketAddr = "127.0.0.1:40001".parse().unwrap();
-    let elsewhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let segment = |src, dst, flags| capture::parse_frame(&frame(src, dst, flags, 0, 0)).unwrap();
-    let packets = [
-        // Before any SYN of this client: a stray.
-        segment(server, client, ACK),
-        // Connection 1, then connection 2 from another port.
-        segment(client, server, SYN),
-        segment(other, server, SYN),
-        // A retransmitted SYN, and the rest of connection 1.
-        segment(client, server, SYN),
-        segment(server, client, SYN | ACK),
-        segment(client, server, RST | ACK),
-        // The same client port used again: connection 3.
-        segment(client, server, SYN),
-        segment(server, client, RST | ACK),
-        // Another server: a stray.
-        segment(client, elsewhere, SYN),
-    ];
-    let conversations = capture::connections(&packets, server);
-    let sequences: Vec<(SocketAddr, Vec<String>)> = conversations
-        .connections
-        .iter()
-        .map(|connection| (connection.client, connection.sequence()))
-        .collect();
-    let strings = |sequence: &[&str]| sequence.iter().map(|s| s.to_string()).collect();
-    assert_eq!(
-        sequences,
-        [
-            (client, strings(&["c:S", "c:S", "s:SA", "c:RA"])),
-            (other, strings(&["c:S"])),
-            (client, strings(&["c:S", "s:RA"])),
-        ]
-    );
-    assert_eq!(
-        conversations.strays.len(),
-        2,
-        "{}",
-        conversations.describe()
-    );
 }
