@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use shaker_wire::skip::{skip, skip_unless_root};
 use socket2::{Domain, Socket, Type};
 use tcp_shaker::{Checker, ErrorKind, Outcome, Report};
 
@@ -37,7 +38,7 @@ const DROP_TIMEOUT: Duration = Duration::from_secs(1);
 /// A fresh namespace for `test`, or `None` after reporting a skip when a tool is missing.
 fn namespace(test: &str, tools: &[&str]) -> Option<NetNs> {
     if let Some(tool) = netns::missing_tool(tools) {
-        common::skip(
+        skip(
             test,
             &format!("the `{tool}` binary is missing (packages iproute2 and nftables)"),
         );
@@ -173,7 +174,7 @@ fn assert_unreachable_at_once(namespace: &NetNs, target: &str, errno: i32) {
 
 #[test]
 fn unreachable_route_is_unreachable() {
-    if common::skip_unless_root(
+    if skip_unless_root(
         "namespaces::unreachable_route_is_unreachable",
         "creating a network namespace",
     ) {
@@ -197,7 +198,7 @@ fn unreachable_route_is_unreachable() {
 
 #[test]
 fn prohibit_route_is_unreachable() {
-    if common::skip_unless_root(
+    if skip_unless_root(
         "namespaces::prohibit_route_is_unreachable",
         "creating a network namespace",
     ) {
@@ -215,7 +216,7 @@ fn prohibit_route_is_unreachable() {
 /// Without any route (the namespace has only `lo`), the kernel says "network unreachable".
 #[test]
 fn no_route_is_unreachable() {
-    if common::skip_unless_root(
+    if skip_unless_root(
         "namespaces::no_route_is_unreachable",
         "creating a network namespace",
     ) {
@@ -232,7 +233,7 @@ fn no_route_is_unreachable() {
 /// The error comes back as a packet after `connect()` has returned `EINPROGRESS`: the checker
 /// learns of it from `SO_ERROR` once the socket is ready.
 fn assert_rejection_is_unreachable(test: &str, v6: bool, reject: &str, errno: i32) {
-    if common::skip_unless_root(test, "creating a network namespace") {
+    if skip_unless_root(test, "creating a network namespace") {
         return;
     }
     let Some(namespace) = namespace(test, &["ip", "nft"]) else {
@@ -343,7 +344,7 @@ fn rejected_with_no_route_v6_is_unreachable() {
 /// A listener inside the namespace whose SYNs a rule on `hook` drops: the check times out, no
 /// sooner than its deadline and not much later.
 fn assert_drop_times_out(test: &str, hook: &str, listen: fn() -> TcpListener) {
-    if common::skip_unless_root(test, "creating a network namespace") {
+    if skip_unless_root(test, "creating a network namespace") {
         return;
     }
     let Some(namespace) = namespace(test, &["ip", "nft"]) else {
@@ -442,14 +443,14 @@ fn lookups_escape_namespaces() -> Option<String> {
 /// target, well before the deadline (a lookup that outlived it would be `Ok(TimedOut)`).
 #[test]
 fn unresolvable_name_is_a_resolve_error() {
-    if common::skip_unless_root(
+    if skip_unless_root(
         "namespaces::unresolvable_name_is_a_resolve_error",
         "creating a network namespace",
     ) {
         return;
     }
     if let Some(reason) = lookups_escape_namespaces() {
-        common::skip("namespaces::unresolvable_name_is_a_resolve_error", &reason);
+        skip("namespaces::unresolvable_name_is_a_resolve_error", &reason);
         return;
     }
     let Some(namespace) = namespace("namespaces::unresolvable_name_is_a_resolve_error", &["ip"])
@@ -485,7 +486,7 @@ fn current_namespace() -> PathBuf {
 /// resolves names on threads inside the namespace too.
 #[test]
 fn listeners_inside_the_namespace_are_open() {
-    if common::skip_unless_root(
+    if skip_unless_root(
         "namespaces::listeners_inside_the_namespace_are_open",
         "creating a network namespace",
     ) {

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
+use capture::skip::skip_unless_root;
 use capture::{ACK, Capture, Connection, Conversations, FIN, RST, SYN};
 use tcp_shaker::{CheckOptions, Checker, Outcome};
 
@@ -162,7 +163,7 @@ fn assert_every_check_half_open(test: &str, listener: &TcpListener) {
 #[test]
 fn zero_linger_checks_are_syn_synack_rst_ipv4() {
     let test = "wire::zero_linger_checks_are_syn_synack_rst_ipv4";
-    if common::skip_unless_root(test, "an AF_PACKET capture on lo") {
+    if skip_unless_root(test, "an AF_PACKET capture on lo") {
         return;
     }
     assert_every_check_half_open(test, &common::open_listener());
@@ -171,7 +172,7 @@ fn zero_linger_checks_are_syn_synack_rst_ipv4() {
 #[test]
 fn zero_linger_checks_are_syn_synack_rst_ipv6() {
     let test = "wire::zero_linger_checks_are_syn_synack_rst_ipv6";
-    if common::skip_unless_root(test, "an AF_PACKET capture on lo") {
+    if skip_unless_root(test, "an AF_PACKET capture on lo") {
         return;
     }
     assert_every_check_half_open(test, &common::open_listener_v6());
@@ -248,7 +249,7 @@ fn capture_and_accept(
 #[test]
 fn without_zero_linger_checks_close_with_fin() {
     let test = "wire::without_zero_linger_checks_close_with_fin";
-    if common::skip_unless_root(test, "an AF_PACKET capture on lo") {
+    if skip_unless_root(test, "an AF_PACKET capture on lo") {
         return;
     }
     let listener = common::open_listener();
@@ -269,7 +270,7 @@ fn without_zero_linger_checks_close_with_fin() {
 #[test]
 fn zero_linger_off_for_one_check_closes_that_check_with_fin() {
     let test = "wire::zero_linger_off_for_one_check_closes_that_check_with_fin";
-    if common::skip_unless_root(test, "an AF_PACKET capture on lo") {
+    if skip_unless_root(test, "an AF_PACKET capture on lo") {
         return;
     }
     let listener = common::open_listener();
@@ -311,7 +312,7 @@ fn zero_linger_off_for_one_check_closes_that_check_with_fin() {
 #[test]
 fn a_closed_port_answers_syn_with_rst_and_the_client_sends_nothing_more() {
     let test = "wire::a_closed_port_answers_syn_with_rst_and_the_client_sends_nothing_more";
-    if common::skip_unless_root(test, "an AF_PACKET capture on lo") {
+    if skip_unless_root(test, "an AF_PACKET capture on lo") {
         return;
     }
     const CLOSED_CHECKS: usize = 5;

@@ -21,11 +21,13 @@
 //! one capture are comparable between packets.
 //!
 //! The [`netns`] module holds the other half of the tests' network plumbing: network namespaces
-//! that the tests and the benchmark make for themselves, and threads that act inside them.
+//! that the tests and the benchmark make for themselves, and threads that act inside them; the
+//! [`skip`] module, how a test without the privileges for either says so.
 
 #![cfg(target_os = "linux")]
 
 pub mod netns;
+pub mod skip;
 
 use std::ffi::{CStr, CString};
 use std::fmt::Write as _;

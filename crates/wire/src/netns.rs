@@ -304,25 +304,10 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::skip::skip_unless_root;
 
     /// No process can have this id: ids stay below `pid_max`, which is at most 2^22.
     const NEVER_A_PID: u32 = 1 << 22;
-
-    /// Skips the calling test unless it runs as root, saying so on stderr; with
-    /// `TCP_SHAKER_NO_SKIP=1` (as CI sets) a skip is a failure instead.
-    fn skip_unless_root(test: &str) -> bool {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            return false;
-        }
-        let reason = "needs root to create network namespaces";
-        if std::env::var_os("TCP_SHAKER_NO_SKIP").is_some_and(|v| v == "1") {
-            panic!("{test} cannot run: {reason} (TCP_SHAKER_NO_SKIP=1 forbids skipping)");
-        }
-        // To the real stderr: the test harness captures eprintln!, and a skip must always show.
-        let _ = writeln!(io::stderr(), "SKIPPED {test}: {reason}");
-        true
-    }
 
     /// The network namespace of the calling thread, as `net:[inode]`.
     fn current_namespace() -> PathBuf {
@@ -337,6 +322,7 @@ mod tests {
     fn threads_run_and_spawned_inside_are_inside_and_drop_deletes() {
         if skip_unless_root(
             "netns::tests::threads_run_and_spawned_inside_are_inside_and_drop_deletes",
+            "creating network namespaces",
         ) {
             return;
         }
@@ -380,6 +366,7 @@ mod tests {
     fn a_panic_inside_is_resumed_and_the_namespace_still_deleted() {
         if skip_unless_root(
             "netns::tests::a_panic_inside_is_resumed_and_the_namespace_still_deleted",
+            "creating network namespaces",
         ) {
             return;
         }
@@ -400,6 +387,7 @@ mod tests {
     fn the_first_create_of_a_prefix_sweeps_what_dead_processes_left() {
         if skip_unless_root(
             "netns::tests::the_first_create_of_a_prefix_sweeps_what_dead_processes_left",
+            "creating network namespaces",
         ) {
             return;
         }

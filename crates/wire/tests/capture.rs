@@ -4,31 +4,16 @@
 #![cfg(target_os = "linux")]
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, SystemTime};
 
+use shaker_wire::skip::skip_unless_root;
 use shaker_wire::{Capture, SYN};
 
 /// Connections made per capture.
 const CONNECTIONS: usize = 64;
 /// Longer than loopback needs for the last packets to arrive.
 const SETTLE: Duration = Duration::from_millis(100);
-
-/// Skips the calling test unless it runs as root, saying so on stderr; with
-/// `TCP_SHAKER_NO_SKIP=1` (as CI sets) a skip is a failure instead.
-fn skip_unless_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return false;
-    }
-    let reason = "needs root for an AF_PACKET capture on lo";
-    if std::env::var_os("TCP_SHAKER_NO_SKIP").is_some_and(|v| v == "1") {
-        panic!("{test} cannot run: {reason} (TCP_SHAKER_NO_SKIP=1 forbids skipping)");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
-    true
-}
 
 /// Connects to `listener` [`CONNECTIONS`] times under a capture sampled with `mask`, and checks
 /// that exactly the connections whose client port has no bit of `mask` set were captured, every
@@ -76,7 +61,7 @@ fn assert_sampled(listener: &TcpListener, mask: u16) {
 #[test]
 fn captures_every_connection_or_a_sample_by_client_port_with_timestamps() {
     let test = "capture::captures_every_connection_or_a_sample_by_client_port_with_timestamps";
-    if skip_unless_root(test) {
+    if skip_unless_root(test, "an AF_PACKET capture on lo") {
         return;
     }
     for address in ["127.0.0.1:0", "[::1]:0"] {

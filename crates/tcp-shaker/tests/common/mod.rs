@@ -5,7 +5,6 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
@@ -78,29 +77,4 @@ pub fn accept_all(listener: &TcpListener) -> usize {
 /// The number of file descriptors this process has open.
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Whether the process runs as root (network namespaces, packet capture, firewall rules).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Skips the calling test, saying why on the real stderr (not captured by the test harness, so
-/// the skip is always visible). With `TCP_SHAKER_NO_SKIP=1` (set by CI, which runs as root) a
-/// skip is a failure instead, so that privileged tests can never pass silently.
-pub fn skip(test: &str, reason: &str) {
-    if std::env::var_os("TCP_SHAKER_NO_SKIP").is_some_and(|v| v == "1") {
-        panic!("{test} cannot run: {reason} (TCP_SHAKER_NO_SKIP=1 forbids skipping)");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
-}
-
-/// Returns true (after reporting the skip) when the test lacks root.
-pub fn skip_unless_root(test: &str, needs: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    skip(test, &format!("needs root for {needs}"));
-    true
 }
