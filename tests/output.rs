@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    BoundSocket, assert_field, assert_fields, check_line, consecutive_ports, json_lines, listener,
-    stderr, stdout, tcp_checker,
+    BoundSocket, SilentPort, assert_field, assert_fields, check_line, consecutive_ports,
+    json_lines, listener, stderr, stdout, tcp_checker,
 };
 use serde_json::Value;
 
@@ -114,6 +114,43 @@ fn quiet_prints_nothing_and_exits_by_the_result() {
         stderr(&output).contains("argument \"bad\""),
         "errors still go to stderr"
     );
+}
+
+#[test]
+fn a_silent_port_times_out_within_the_timeout_and_exits_with_1() {
+    let silent = SilentPort::new();
+    let target = silent.address().to_string();
+    let output = tcp_checker()
+        .args(["-t", "300ms", &target])
+        .output()
+        .unwrap();
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let words = check_line(&text, &target);
+    assert_eq!(words[1..3], ["timed", "out"], "{text}");
+    // The check's duration: the deadline, give or take the scheduler (generous bounds).
+    let milliseconds: f64 = words[3].parse().unwrap();
+    assert!(
+        (290.0..5_000.0).contains(&milliseconds),
+        "{milliseconds} ms for a 300 ms timeout"
+    );
+
+    let output = tcp_checker()
+        .args(["-t", "200", "-n", "2", "--json", &target])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let lines = json_lines(&output);
+    let outcomes: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["type"] == "check")
+        .map(|check| &check["outcome"])
+        .collect();
+    assert_eq!(outcomes, ["timed_out", "timed_out"], "{lines:?}");
+    let summary = lines.last().unwrap();
+    assert_summary_schema(summary);
+    assert_eq!(summary["timed_out"], 2, "{summary}");
+    assert_eq!(summary["targets"][0]["loss_percent"], 100.0, "{summary}");
 }
 
 fn assert_check_schema(check: &Value) {

@@ -5,7 +5,7 @@
 )]
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -113,6 +113,32 @@ impl BoundSocket {
 
     pub fn port(&self) -> u16 {
         self.address.port()
+    }
+}
+
+/// A loopback port that never answers: its listener's accept queue (`listen(0)`) holds one
+/// connection that is never accepted, so the kernel drops every new SYN and checks time out.
+pub struct SilentPort {
+    socket: BoundSocket,
+    _queued: TcpStream,
+}
+
+impl SilentPort {
+    pub fn new() -> SilentPort {
+        let socket = BoundSocket::bind(0).unwrap();
+        // SAFETY: the descriptor is open for as long as `socket`.
+        assert_eq!(unsafe { libc::listen(socket.fd.as_raw_fd(), 0) }, 0);
+        let queued = TcpStream::connect(socket.address).unwrap();
+        // Let the filler's handshake finish before anyone relies on the queue being full.
+        std::thread::sleep(Duration::from_millis(50));
+        SilentPort {
+            socket,
+            _queued: queued,
+        }
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.socket.address
     }
 }
 
