@@ -325,9 +325,7 @@ fn copies_shown(socket: &OwnedFd, name: &CStr) -> io::Result<Copies> {
     // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name in `request` and writes the flags into
     // it; `request` is a whole ifreq that outlives the call.
     let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut request) };
-    if result != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    zero_or_error(result)?;
     // SAFETY: a successful SIOCGIFFLAGS has written the union's flags member.
     let flags = libc::c_int::from(unsafe { request.ifr_ifru.ifru_flags });
     Ok(if flags & libc::IFF_LOOPBACK != 0 {
@@ -353,11 +351,7 @@ fn bind_to_interface(socket: &OwnedFd, index: libc::c_int) -> io::Result<()> {
             mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
     };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    zero_or_error(result)
 }
 
 /// Attaches a classic BPF program that keeps what `tcpdump -dd "tcp port PORT"` keeps (Ethernet
@@ -493,11 +487,7 @@ fn set_option<T>(
             mem::size_of::<T>() as libc::socklen_t,
         )
     };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    zero_or_error(result)
 }
 
 /// Receives packets until `stop` is set and the socket's queue is empty, then checks that the
@@ -612,8 +602,14 @@ fn dropped_packets(socket: &OwnedFd) -> io::Result<u32> {
             &mut length,
         )
     };
+    zero_or_error(result)?;
+    Ok(stats.tp_drops)
+}
+
+/// The outcome of a system call that returns 0 on success and -1 with `errno` on failure.
+fn zero_or_error(result: libc::c_int) -> io::Result<()> {
     if result == 0 {
-        Ok(stats.tp_drops)
+        Ok(())
     } else {
         Err(io::Error::last_os_error())
     }
