@@ -57,6 +57,14 @@
 //! deadlines in a heap; host names are resolved on a few threads of their own, within the
 //! deadline. A check's outcome is data ([`Outcome`]); a check that could not be made at all is a
 //! [`CheckError`] that names its target.
+//!
+//! # Processes that fork
+//!
+//! A `fork()` in another thread copies every open descriptor, check sockets included, into the
+//! child until it calls `exec()` (the sockets are close-on-exec). A socket caught in that window
+//! is really closed, with RST, only at the child's `exec()`, and keeps its local port until then.
+//! `std::process::Command` execs at once, which costs nothing noticeable; a child that forks
+//! without `exec()` and outlives the 200 ms delayed-ACK timer would let the final ACK out.
 
 #![deny(missing_docs)]
 #![cfg_attr(
