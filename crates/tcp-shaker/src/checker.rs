@@ -343,31 +343,23 @@ impl CheckerBuilder {
     }
 }
 
-/// Descriptors left to the rest of the program by the default [`CheckerBuilder::max_sockets`].
-const DESCRIPTORS_LEFT_TO_THE_PROGRAM: usize = 64;
+/// Descriptors left to the rest of the program by the default [`CheckerBuilder::max_sockets`],
+/// at most; under a low open-files limit, half of it.
+const DESCRIPTORS_LEFT_TO_THE_PROGRAM: u64 = 64;
 /// The default [`CheckerBuilder::max_sockets`] where the open-files limit is unknown or
 /// unlimited.
 const MAX_SOCKETS_WITHOUT_LIMIT: usize = 1 << 16;
 
-#[cfg(unix)]
+/// The open-files limit less what the rest of the program needs: never more than the limit
+/// allows, and at least one.
 fn default_max_sockets() -> usize {
-    // SAFETY: getrlimit writes into the struct it is given, which outlives the call.
-    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; RLIMIT_NOFILE is a valid resource.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
-        || limit.rlim_cur == libc::RLIM_INFINITY
-    {
+    let Some(limit) = crate::sys::open_files_limit() else {
         return MAX_SOCKETS_WITHOUT_LIMIT;
-    }
-    usize::try_from(limit.rlim_cur)
+    };
+    let left = DESCRIPTORS_LEFT_TO_THE_PROGRAM.min(limit / 2);
+    usize::try_from(limit - left)
         .unwrap_or(MAX_SOCKETS_WITHOUT_LIMIT)
-        .saturating_sub(DESCRIPTORS_LEFT_TO_THE_PROGRAM)
-        .clamp(DESCRIPTORS_LEFT_TO_THE_PROGRAM, MAX_SOCKETS_WITHOUT_LIMIT)
-}
-
-#[cfg(not(unix))]
-fn default_max_sockets() -> usize {
-    MAX_SOCKETS_WITHOUT_LIMIT
+        .clamp(1, MAX_SOCKETS_WITHOUT_LIMIT)
 }
 
 /// The loop of a checker built with [`CheckerBuilder::build`], to run on a thread of your

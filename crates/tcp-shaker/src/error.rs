@@ -25,10 +25,45 @@ pub enum ErrorKind {
     /// No local address could be used: every local port towards that destination is taken
     /// (`EADDRNOTAVAIL`, `EADDRINUSE`), or the source address is not one of this host's.
     NoLocalAddress,
+    /// The checker could not start the check in time: it waited longer than its
+    /// [`start_within`](crate::CheckOptions::start_within) for a socket slot, a resolver thread or
+    /// a turn of the event loop (or the loop is not running). Nothing was sent to the target, so
+    /// this says nothing about it: lower the checks in flight, raise
+    /// [`max_sockets`](crate::CheckerBuilder::max_sockets) or the resolver threads, or spread the
+    /// work over more checkers.
+    NotStarted,
     /// The checker was stopped before the check could finish.
     Stopped,
     /// Any other failure reported by the operating system; its cause is attached.
     Io,
+}
+
+impl ErrorKind {
+    /// A stable `snake_case` name, for logs and machine-readable output: `invalid_target`,
+    /// `invalid_options`, `resolve`, `resource_limit`, `no_local_address`, `not_started`,
+    /// `stopped`, `io`.
+    ///
+    /// ```
+    /// assert_eq!(tcp_shaker::ErrorKind::NotStarted.as_str(), "not_started");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidTarget => "invalid_target",
+            ErrorKind::InvalidOptions => "invalid_options",
+            ErrorKind::Resolve => "resolve",
+            ErrorKind::ResourceLimit => "resource_limit",
+            ErrorKind::NoLocalAddress => "no_local_address",
+            ErrorKind::NotStarted => "not_started",
+            ErrorKind::Stopped => "stopped",
+            ErrorKind::Io => "io",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why a check could not be made, naming the target it was for.
@@ -109,6 +144,7 @@ impl CheckError {
             ErrorKind::Resolve => "could not resolve",
             ErrorKind::ResourceLimit => "out of resources checking",
             ErrorKind::NoLocalAddress => "no local address to check",
+            ErrorKind::NotStarted => "checker could not start checking",
             ErrorKind::Stopped => "checker stopped before checking",
             ErrorKind::Io => "could not check",
         }
@@ -130,6 +166,11 @@ impl CheckError {
             ErrorKind::NoLocalAddress => Some(
                 "every local port towards this destination is in use: lower the number of checks \
                  in flight",
+            ),
+            ErrorKind::NotStarted => Some(
+                "nothing was sent to the target; lower the number of checks in flight, raise \
+                 max_sockets (the open-files limit) or the resolver threads, or use more event \
+                 loops",
             ),
             ErrorKind::Stopped => Some("create a new checker; a stopped one does not restart"),
             ErrorKind::Io if errno == Some(ENODEV) => {

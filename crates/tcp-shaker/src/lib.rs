@@ -80,6 +80,7 @@ mod future;
 mod options;
 mod outcome;
 mod resolve;
+mod sys;
 mod target;
 
 use std::io;
@@ -90,7 +91,7 @@ pub use crate::checker::{Checker, CheckerBuilder, EventLoop};
 pub use crate::error::{CheckError, ErrorKind};
 pub use crate::future::{Check, CheckEveryAddress};
 pub use crate::options::{CheckOptions, Family};
-pub use crate::outcome::{Outcome, Report};
+pub use crate::outcome::{Outcome, Phase, Report};
 pub use crate::resolve::{Resolve, SystemResolver};
 pub use crate::target::{Host, Target, ToTarget};
 

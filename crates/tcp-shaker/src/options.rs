@@ -52,6 +52,7 @@ pub struct CheckOptions {
     pub(crate) timeout: Duration,
     pub(crate) family: Family,
     pub(crate) zero_linger: Option<bool>,
+    pub(crate) start_within: Option<Duration>,
 }
 
 impl CheckOptions {
@@ -67,6 +68,7 @@ impl CheckOptions {
             timeout,
             family: Family::Any,
             zero_linger: None,
+            start_within: None,
         }
     }
 
@@ -83,6 +85,19 @@ impl CheckOptions {
     /// connection and reads end-of-file: use it only for servers that dislike RST.
     pub fn zero_linger(mut self, zero_linger: bool) -> CheckOptions {
         self.zero_linger = Some(zero_linger);
+        self
+    }
+
+    /// How long the check may wait for the checker itself before its SYN goes out (default: as
+    /// long as its timeout): for a socket slot under back-pressure, a resolver thread, a turn of
+    /// the event loop. That wait is never counted against the target; a check still waiting
+    /// when it runs out fails with [`ErrorKind::NotStarted`] instead, having sent nothing.
+    ///
+    /// A batch of more checks than the checker can hold at once
+    /// ([`max_sockets`](crate::CheckerBuilder::max_sockets)) waits its turn: give it room
+    /// here, or submit checks as earlier ones finish.
+    pub fn start_within(mut self, wait: Duration) -> CheckOptions {
+        self.start_within = Some(wait);
         self
     }
 

@@ -82,6 +82,37 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// The part of a check that its outcome came from.
+///
+/// A check resolves its host name (when it has one), then connects; a [`TimedOut`] outcome says
+/// which of the two used up the timeout.
+///
+/// [`TimedOut`]: Outcome::TimedOut
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Resolving the host name: the deadline passed before the resolver answered, so no SYN was
+    /// sent and [`Report::address`] is `None`.
+    Resolve,
+    /// Connecting: the SYN was sent, and the outcome is the answer to it (or its absence).
+    Connect,
+}
+
+impl Phase {
+    /// A short lowercase name: `resolve` or `connect`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Resolve => "resolve",
+            Phase::Connect => "connect",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The outcome of checking one address, with the address and how long it took.
 ///
 /// ```
@@ -100,14 +131,21 @@ pub struct Report {
     address: Option<SocketAddr>,
     outcome: Outcome,
     elapsed: Duration,
+    resolve_time: Option<Duration>,
 }
 
 impl Report {
-    pub(crate) fn new(address: Option<SocketAddr>, outcome: Outcome, elapsed: Duration) -> Report {
+    pub(crate) fn new(
+        address: Option<SocketAddr>,
+        outcome: Outcome,
+        elapsed: Duration,
+        resolve_time: Option<Duration>,
+    ) -> Report {
         Report {
             address,
             outcome,
             elapsed,
+            resolve_time,
         }
     }
 
@@ -127,9 +165,25 @@ impl Report {
         self.outcome.is_open()
     }
 
-    /// Time from the start of the check (including name resolution) to its outcome.
+    /// Time from the start of the check (including name resolution, excluding any wait for the
+    /// checker itself) to its outcome.
     pub fn elapsed(&self) -> Duration {
         self.elapsed
+    }
+
+    /// Time spent resolving the host name (the whole of it when the deadline passed while
+    /// resolving); `None` when the target was an IP address.
+    pub fn resolve_time(&self) -> Option<Duration> {
+        self.resolve_time
+    }
+
+    /// Which part of the check the outcome came from: [`Phase::Resolve`] only for a check whose
+    /// deadline passed while its name was being resolved.
+    pub fn phase(&self) -> Phase {
+        match self.address {
+            None => Phase::Resolve,
+            Some(_) => Phase::Connect,
+        }
     }
 }
 

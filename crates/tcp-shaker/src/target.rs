@@ -15,8 +15,9 @@ const MAX_HOST_NAME_LEN: usize = 253;
 /// A host and port to check.
 ///
 /// Parse one from text with [`str::parse`] (`"db.internal:5432"`, `"127.0.0.1:80"`,
-/// `"[::1]:6379"`), or build one from a [`SocketAddr`] or a `(host, port)` pair through
-/// [`ToTarget`].
+/// `"[::1]:6379"`, and with an IPv6 zone `"[fe80::1%eth0]:22"`), or build one from a
+/// [`SocketAddr`] or a `(host, port)` pair through [`ToTarget`] or [`TryFrom`]. No constructor
+/// accepts port 0.
 ///
 /// ```
 /// use tcp_shaker::Target;
@@ -24,12 +25,24 @@ const MAX_HOST_NAME_LEN: usize = 253;
 /// let target: Target = "[::1]:6379".parse()?;
 /// assert_eq!(target.port(), 6379);
 /// assert_eq!(target.to_string(), "[::1]:6379");
+///
+/// let address: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+/// assert!(Target::try_from(address).is_err());
 /// # Ok::<(), tcp_shaker::CheckError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
     host: Host,
     port: u16,
+    /// The zone of an IPv6 address (`%eth0`, `%2`), which link-local addresses need.
+    zone: Option<Box<Zone>>,
+}
+
+/// An IPv6 zone: the interface index the kernel uses, and how it was written.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Zone {
+    scope_id: u32,
+    text: Box<str>,
 }
 
 /// The host part of a [`Target`].
@@ -43,10 +56,21 @@ pub enum Host {
 
 impl Target {
     /// A target for `host` and `port`; fails on port 0 and on a host name that cannot exist.
+    ///
+    /// `host` is an IP address (an IPv6 one without brackets, optionally with a zone:
+    /// `fe80::1%eth0`) or a host name.
     pub fn new(host: &str, port: u16) -> Result<Target, CheckError> {
         let input = || format_host_port(host, port);
+        let (host, zone) = match split_zone(host) {
+            Some((address, zone)) => (address, Some(zone)),
+            None => (host, None),
+        };
         let host = parse_host(host).map_err(|reason| invalid(&input(), reason))?;
-        Target::from_parts(host, port).map_err(|reason| invalid(&input(), reason))
+        let zone = match zone {
+            Some(zone) => Some(parse_zone(&host, zone).map_err(|reason| invalid(&input(), reason))?),
+            None => None,
+        };
+        Target::from_parts(host, port, zone).map_err(|reason| invalid(&input(), reason))
     }
 
     /// The same host with another port; fails on port 0.
@@ -57,8 +81,15 @@ impl Target {
     /// # Ok::<(), tcp_shaker::CheckError>(())
     /// ```
     pub fn with_port(&self, port: u16) -> Result<Target, CheckError> {
-        Target::from_parts(self.host.clone(), port)
-            .map_err(|reason| invalid(&format!("{}:{port}", self.host), reason))
+        let target = Target {
+            host: self.host.clone(),
+            port,
+            zone: self.zone.clone(),
+        };
+        if port == 0 {
+            return Err(invalid(&target, PORT_ZERO));
+        }
+        Ok(target)
     }
 
     /// The host to check.
@@ -71,28 +102,61 @@ impl Target {
         self.port
     }
 
-    /// The socket address, when the host is an IP address.
+    /// The scope id (interface index) of an IPv6 address given with a zone, else 0.
+    ///
+    /// ```
+    /// let target: tcp_shaker::Target = "[fe80::1%1]:22".parse()?;
+    /// assert_eq!(target.scope_id(), 1);
+    /// assert_eq!(target.socket_addr().map(|a| a.to_string()).as_deref(), Some("[fe80::1%1]:22"));
+    /// # Ok::<(), tcp_shaker::CheckError>(())
+    /// ```
+    pub fn scope_id(&self) -> u32 {
+        self.zone.as_ref().map_or(0, |zone| zone.scope_id)
+    }
+
+    /// The socket address, when the host is an IP address (with its zone's scope id).
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self.host {
+            Host::Ip(IpAddr::V6(ip)) => Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                self.port,
+                0,
+                self.scope_id(),
+            ))),
             Host::Ip(ip) => Some(SocketAddr::new(ip, self.port)),
             Host::Name(_) => None,
         }
     }
 
-    fn from_parts(host: Host, port: u16) -> Result<Target, &'static str> {
+    fn from_parts(host: Host, port: u16, zone: Option<Zone>) -> Result<Target, &'static str> {
         if port == 0 {
-            return Err("port 0 cannot be checked; give a port from 1 to 65535");
+            return Err(PORT_ZERO);
         }
-        Ok(Target { host, port })
+        Ok(Target {
+            host,
+            port,
+            zone: zone.map(Box::new),
+        })
     }
 }
 
-impl From<SocketAddr> for Target {
-    fn from(addr: SocketAddr) -> Target {
-        Target {
-            host: Host::Ip(addr.ip()),
-            port: addr.port(),
-        }
+/// Why port 0 is refused, in every constructor's words.
+const PORT_ZERO: &str = "port 0 cannot be checked; give a port from 1 to 65535";
+
+impl TryFrom<SocketAddr> for Target {
+    type Error = CheckError;
+
+    /// The address as a target, keeping an IPv6 scope id; fails on port 0.
+    fn try_from(address: SocketAddr) -> Result<Target, CheckError> {
+        let zone = match address {
+            SocketAddr::V6(v6) if v6.scope_id() != 0 => Some(Zone {
+                scope_id: v6.scope_id(),
+                text: v6.scope_id().to_string().into(),
+            }),
+            _ => None,
+        };
+        Target::from_parts(Host::Ip(address.ip()), address.port(), zone)
+            .map_err(|reason| invalid(&address, reason))
     }
 }
 
@@ -106,7 +170,10 @@ impl FromStr for Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
+        match (&self.host, &self.zone) {
+            (Host::Ip(ip), Some(zone)) => write!(f, "[{ip}%{}]:{}", zone.text, self.port),
+            (host, _) => write!(f, "{host}:{}", self.port),
+        }
     }
 }
 
@@ -163,8 +230,7 @@ impl ToTarget for &String {
 
 impl ToTarget for SocketAddr {
     fn to_target(self) -> Result<Target, CheckError> {
-        Target::from_parts(Host::Ip(self.ip()), self.port())
-            .map_err(|reason| invalid(&self, reason))
+        Target::try_from(self)
     }
 }
 
@@ -212,13 +278,13 @@ fn parse_target(text: &str) -> Result<Target, &'static str> {
     if text.trim() != text {
         return Err("the target has leading or trailing spaces");
     }
-    let (host, port) = split_host_port(text)?;
-    Target::from_parts(host, parse_port(port)?)
+    let (host, zone, port) = split_host_port(text)?;
+    Target::from_parts(host, parse_port(port)?, zone)
 }
 
-/// Splits `host:port`, `[v6]:port` and `v4:port`; a bare IPv6 address is refused because its
-/// last group cannot be told from a port.
-fn split_host_port(text: &str) -> Result<(Host, &str), &'static str> {
+/// Splits `host:port`, `[v6]:port`, `[v6%zone]:port` and `v4:port`; a bare IPv6 address is
+/// refused because its last group cannot be told from a port.
+fn split_host_port(text: &str) -> Result<(Host, Option<Zone>, &str), &'static str> {
     if let Some(rest) = text.strip_prefix('[') {
         let Some((inside, after)) = rest.split_once(']') else {
             return Err("the '[' of an IPv6 address is not closed; write [address]:port");
@@ -226,10 +292,19 @@ fn split_host_port(text: &str) -> Result<(Host, &str), &'static str> {
         let Some(port) = after.strip_prefix(':') else {
             return Err("a port must follow the bracketed IPv6 address, as in [::1]:80");
         };
-        let ip = inside
+        let (address, zone) = match split_zone(inside) {
+            Some((address, zone)) => (address, Some(zone)),
+            None => (inside, None),
+        };
+        let ip = address
             .parse()
             .map_err(|_| "the text inside [ ] is not an IPv6 address")?;
-        return Ok((Host::Ip(IpAddr::V6(ip)), port));
+        let host = Host::Ip(IpAddr::V6(ip));
+        let zone = match zone {
+            Some(zone) => Some(parse_zone(&host, zone)?),
+            None => None,
+        };
+        return Ok((host, zone, port));
     }
     let Some((host, port)) = text.rsplit_once(':') else {
         return Err("the port is missing; write host:port");
@@ -237,7 +312,31 @@ fn split_host_port(text: &str) -> Result<(Host, &str), &'static str> {
     if host.contains(':') {
         return Err("an IPv6 address needs brackets around it, as in [::1]:80");
     }
-    Ok((parse_host(host)?, port))
+    Ok((parse_host(host)?, None, port))
+}
+
+/// `address%zone` split at the `%`, if there is one.
+fn split_zone(text: &str) -> Option<(&str, &str)> {
+    text.split_once('%')
+}
+
+/// The zone of an IPv6 address: an interface index, or the name of an interface of this host.
+fn parse_zone(host: &Host, zone: &str) -> Result<Zone, &'static str> {
+    if !matches!(host, Host::Ip(IpAddr::V6(_))) {
+        return Err("only an IPv6 address can have a zone (%interface)");
+    }
+    if zone.is_empty() {
+        return Err("the zone after '%' is empty; write [fe80::1%eth0]:port");
+    }
+    let scope_id = match zone.parse::<u32>() {
+        Ok(index) => index,
+        Err(_) => crate::sys::interface_index(zone)
+            .map_err(|_| "the zone names no network interface of this host (ip link lists them)")?,
+    };
+    Ok(Zone {
+        scope_id,
+        text: zone.into(),
+    })
 }
 
 fn parse_port(text: &str) -> Result<u16, &'static str> {
@@ -367,5 +466,32 @@ mod tests {
         assert!(("localhost", 0).to_target().is_err());
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         assert!(addr.to_target().is_err());
+        assert!(Target::try_from(addr).is_err());
+    }
+
+    #[test]
+    fn zones_are_kept_and_shown() {
+        let target: Target = "[fe80::1%lo]:22".parse().unwrap();
+        assert_eq!(target.to_string(), "[fe80::1%lo]:22");
+        assert_ne!(target.scope_id(), 0);
+        let SocketAddr::V6(address) = target.socket_addr().unwrap() else {
+            panic!("not IPv6");
+        };
+        assert_eq!(address.scope_id(), target.scope_id());
+        let numeric = Target::new("fe80::1%7", 22).unwrap();
+        assert_eq!(numeric.scope_id(), 7);
+        assert_eq!(numeric.to_string(), "[fe80::1%7]:22");
+        let from_address = Target::try_from(SocketAddr::V6(SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            80,
+            0,
+            3,
+        )))
+        .unwrap();
+        assert_eq!(from_address.scope_id(), 3);
+        assert_eq!(from_address.to_string(), "[fe80::1%3]:80");
+        assert!(reason("[fe80::1%no-such-interface0]:22").contains("no network interface"));
+        assert!(reason("[fe80::1%]:22").contains("empty"));
+        assert!(reason("127.0.0.1%lo:22").contains("neither an IP"));
     }
 }

@@ -441,6 +441,7 @@ impl Engine {
                 Some(probe.address),
                 outcome,
                 now.saturating_duration_since(job.started),
+                None,
             )),
             Err(error) => Err(CheckError::from_io(
                 describe_address(&job.target, probe.address),
@@ -463,11 +464,11 @@ impl Engine {
             let elapsed = now.saturating_duration_since(job.started);
             if job.addresses.is_empty() {
                 job.answers
-                    .record(0, Ok(Report::new(None, Outcome::TimedOut, elapsed)));
+                    .record(0, Ok(Report::new(None, Outcome::TimedOut, elapsed, None)));
             }
             for &probe_key in job.probes.as_slice() {
                 if let Some(probe) = self.probes.get(probe_key) {
-                    let report = Report::new(Some(probe.address), Outcome::TimedOut, elapsed);
+                    let report = Report::new(Some(probe.address), Outcome::TimedOut, elapsed, None);
                     job.answers.record(probe.index, Ok(report));
                 }
             }
