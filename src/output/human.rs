@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn columns_line_up_and_colour_wraps_only_the_outcome() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let target: Target = listener.local_addr().unwrap().into();
+        let target = Target::try_from(listener.local_addr().unwrap()).unwrap();
         let result = Checker::new()
             .unwrap()
             .check(&target, Duration::from_secs(5));
