@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::checker::Checker;
+use crate::checker::{self, Checker};
 use crate::engine::{Arrived, Command, Queue, Scope, Sink, Wait};
 use crate::error::CheckError;
 use crate::options::CheckOptions;
@@ -160,13 +160,10 @@ impl Batch {
         options: CheckOptions,
         scope: Scope,
     ) -> Result<(), CheckError> {
-        let sink = Sink::Queue {
-            queue: Arc::clone(&self.queue),
-            tag,
-        };
+        let sink = Sink::queue(Arc::clone(&self.queue), tag);
+        let request = checker::request(target, &options, scope, sink)?;
         // A batch has at least one lane, and next_lane stays below their number.
         let lane = &mut self.lanes[self.next_lane];
-        let request = lane.checker.request(target, &options, scope, sink)?;
         lane.unsent.push(Command::Check(request));
         if lane.unsent.len() >= UNSENT_LIMIT {
             lane.flush();

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use crate::batch::Batch;
 use crate::engine::{Binding, Command, Config, Engine, Inbox, LoopFinished, Request, Scope, Sink};
-use crate::error::{CheckError, ErrorKind};
-use crate::future::{Check, CheckEveryAddress, block_on};
+use crate::error::CheckError;
+use crate::future::{Check, CheckEveryAddress};
 use crate::options::CheckOptions;
 use crate::outcome::Report;
 use crate::resolve::{Resolve, SystemResolver};
@@ -25,7 +25,9 @@ use crate::target::{Target, ToTarget};
 /// delayed-ACK window with 10 000 checks in flight; 256 kept the SYN-ACK-to-RST delay under
 /// 4 ms there.
 const DEFAULT_CONNECTS_PER_TURN: usize = 256;
-const DEFAULT_RESOLVER_THREADS: usize = 4;
+/// Enough for a few slow names (each holds a thread for as long as its DNS server takes) to
+/// leave room for every other name.
+const DEFAULT_RESOLVER_THREADS: usize = 64;
 
 /// A handle to an event loop that makes half-open TCP checks.
 ///
@@ -64,6 +66,10 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.inbox.stop();
+        if self.inbox.is_other_process() {
+            // A forked child has a copy of the handle but not the thread: nothing to join.
+            return;
+        }
         if let Some(loop_thread) = self.loop_thread.take() {
             // The last handle can be dropped on the loop's own thread (by a waker it runs).
             if loop_thread.thread().id() != thread::current().id() {
@@ -93,12 +99,14 @@ impl Checker {
     /// once: the report is of the first open one, else of the first address in resolver order.
     ///
     /// Blocks the calling thread; in async code use [`check_async`](Checker::check_async).
+    /// Returns within the check's `start_within` with [`ErrorKind::NotStarted`](crate::ErrorKind::NotStarted) if the event
+    /// loop does not take the check on by then (an [`EventLoop`] that nobody runs, say).
     pub fn check(
         &self,
         target: impl ToTarget,
         options: impl Into<CheckOptions>,
     ) -> Result<Report, CheckError> {
-        block_on(self.check_async(target, options))
+        self.check_async(target, options).wait()
     }
 
     /// The same check as [`check`](Checker::check), as a future for any executor.
@@ -133,7 +141,7 @@ impl Checker {
         target: impl ToTarget,
         options: impl Into<CheckOptions>,
     ) -> Result<Vec<Result<Report, CheckError>>, CheckError> {
-        block_on(self.check_every_address_async(target, options))
+        self.check_every_address_async(target, options).wait()
     }
 
     /// The same as [`check_every_address`](Checker::check_every_address), as a future.
@@ -152,7 +160,7 @@ impl Checker {
     }
 
     /// Stops the event loop: every check in flight or queued fails at once with
-    /// [`ErrorKind::Stopped`], every socket is closed, and later checks fail the same way.
+    /// [`ErrorKind::Stopped`](crate::ErrorKind::Stopped), every socket is closed, and later checks fail the same way.
     ///
     /// Returns once the loop has closed its sockets and its poller (at once if the loop never
     /// ran). When the last handle is dropped, the loop's thread has ended too.
@@ -171,51 +179,35 @@ impl Checker {
         }
     }
 
-    /// Hands a check to the loop.
-    pub(crate) fn submit(
-        &self,
-        target: Target,
-        options: &CheckOptions,
-        scope: Scope,
-        sink: Sink,
-    ) -> Result<(), CheckError> {
-        let request = self.request(target, options, scope, sink)?;
-        match self.handle.inbox.send(Command::Check(request)) {
-            Ok(()) => Ok(()),
-            Err(command) => {
-                let target = match command {
-                    Command::Check(request) => request.target.to_string(),
-                    _ => String::new(),
-                };
-                Err(CheckError::new(ErrorKind::Stopped, target))
-            }
-        }
-    }
-
-    /// A request for the loop, with its deadline counted from now.
-    pub(crate) fn request(
-        &self,
-        target: Target,
-        options: &CheckOptions,
-        scope: Scope,
-        sink: Sink,
-    ) -> Result<Request, CheckError> {
-        let started = Instant::now();
-        let deadline = options.deadline(started, &target)?;
-        Ok(Request {
-            target,
-            started,
-            deadline,
-            family: options.family,
-            zero_linger: options.zero_linger,
-            scope,
-            sink,
-        })
+    /// Hands a check to the loop; if it is refused (a stopped checker, a forked process), the
+    /// check's sink has its error.
+    pub(crate) fn submit(&self, request: Request) {
+        let _ = self.handle.inbox.send(Command::Check(request));
     }
 
     pub(crate) fn inbox(&self) -> &Inbox {
         &self.handle.inbox
     }
+}
+
+/// A request for the loop, submitted now.
+pub(crate) fn request(
+    target: Target,
+    options: &CheckOptions,
+    scope: Scope,
+    sink: Sink,
+) -> Result<Request, CheckError> {
+    let (timeout, start_within) = options.times(&target)?;
+    Ok(Request {
+        target,
+        submitted: Instant::now(),
+        timeout,
+        start_within,
+        family: options.family,
+        zero_linger: options.zero_linger,
+        scope,
+        sink,
+    })
 }
 
 /// Settings for a [`Checker`], then how to run it.
@@ -292,8 +284,10 @@ impl CheckerBuilder {
         self
     }
 
-    /// How many threads may resolve names at once (default 4). More lookups wait for a free
-    /// thread, their deadlines running.
+    /// How many threads may resolve names at once (default 64). Threads start as lookups need
+    /// them and end when idle; checks of a name already being looked up share its lookup. When
+    /// every thread is busy, further names wait for one, their `start_within` running (not
+    /// their timeouts), and fail with [`ErrorKind::NotStarted`](crate::ErrorKind::NotStarted) if none comes free in time.
     pub fn resolver_threads(mut self, threads: usize) -> CheckerBuilder {
         self.resolver_threads = threads.max(1);
         self
@@ -371,7 +365,7 @@ pub struct EventLoop {
 impl EventLoop {
     /// Runs the loop on the calling thread until the checker is stopped (by
     /// [`Checker::stop`] or by dropping every handle). Returns an error only if polling fails;
-    /// the checks in flight then fail with [`ErrorKind::Stopped`].
+    /// the checks in flight then fail with [`ErrorKind::Stopped`](crate::ErrorKind::Stopped).
     ///
     /// Dropping an `EventLoop` without running it stops its checker.
     pub fn run(self) -> io::Result<()> {

@@ -183,7 +183,10 @@ impl CheckError {
 
 impl fmt::Display for CheckError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.headline(), self.target)?;
+        f.write_str(self.headline())?;
+        if !self.target.is_empty() {
+            write!(f, " {}", self.target)?;
+        }
         if let Some(detail) = self.detail {
             write!(f, ": {detail}")?;
         }

@@ -5,12 +5,13 @@
 //! result arrives cancels the check, and the loop closes its socket.
 
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
 
-use crate::checker::Checker;
+use crate::checker::{self, Checker};
 use crate::engine::{Command, Delivery, EveryAddress, Scope, Sink, Slot};
 use crate::error::{CheckError, ErrorKind};
 use crate::options::CheckOptions;
@@ -40,6 +41,11 @@ impl Check {
             pending: Pending::new(checker, target, options, Scope::Best),
         }
     }
+
+    /// Runs the check on the calling thread, as [`Checker::check`] does.
+    pub(crate) fn wait(self) -> Result<Report, CheckError> {
+        self.pending.wait().into_best()
+    }
 }
 
 impl CheckEveryAddress {
@@ -51,6 +57,11 @@ impl CheckEveryAddress {
         CheckEveryAddress {
             pending: Pending::new(checker, target, options, Scope::Every),
         }
+    }
+
+    /// Runs the check on the calling thread, as [`Checker::check_every_address`] does.
+    pub(crate) fn wait(self) -> EveryAddress {
+        self.pending.wait().into_every()
     }
 }
 
@@ -79,7 +90,11 @@ struct Pending {
 
 enum State {
     NotSent(Result<(Target, CheckOptions), CheckError>),
-    Sent(Arc<Slot>),
+    /// Submitted, and to be taken on by the loop within `start_within`.
+    Sent {
+        slot: Arc<Slot>,
+        start_within: Duration,
+    },
     Done,
 }
 
@@ -104,19 +119,24 @@ impl Pending {
                 let slot = Arc::new(Slot::new());
                 // The waker goes in before the check goes out, so no result can miss it.
                 let _ = slot.poll(cx);
-                let sink = Sink::Waiter(Arc::clone(&slot));
-                match self.checker.submit(target, &options, self.scope, sink) {
-                    Ok(()) => {
-                        self.state = State::Sent(slot);
-                        Poll::Pending
-                    }
-                    Err(error) => Poll::Ready(Delivery::failed(error)),
+                let sink = Sink::waiter(Arc::clone(&slot));
+                let request = match checker::request(target, &options, self.scope, sink) {
+                    Ok(request) => request,
+                    Err(error) => return Poll::Ready(Delivery::failed(error)),
+                };
+                let start_within = request.start_within;
+                // A refused check has its error in the slot already.
+                self.checker.submit(request);
+                let polled = slot.poll(cx);
+                if polled.is_pending() {
+                    self.state = State::Sent { slot, start_within };
                 }
+                polled
             }
-            State::Sent(slot) => match slot.poll(cx) {
+            State::Sent { slot, start_within } => match slot.poll(cx) {
                 Poll::Ready(delivery) => Poll::Ready(delivery),
                 Poll::Pending => {
-                    self.state = State::Sent(slot);
+                    self.state = State::Sent { slot, start_within };
                     Poll::Pending
                 }
             },
@@ -128,9 +148,53 @@ impl Pending {
     }
 }
 
+impl Pending {
+    /// Runs the check to completion on the calling thread, parked while it waits. If the loop
+    /// has not taken the check on within its `start_within` (nobody runs the loop, or it is
+    /// stuck), gives up with [`ErrorKind::NotStarted`] rather than wait for ever.
+    fn wait(mut self) -> Delivery {
+        thread_local! {
+            static WAKER: Waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+        }
+        let target = match &self.state {
+            State::NotSent(Ok((target, _))) => target.to_string(),
+            _ => String::new(),
+        };
+        WAKER.with(|waker| {
+            let mut cx = Context::from_waker(waker);
+            let mut give_up_at = None;
+            loop {
+                if let Poll::Ready(delivery) = self.poll(&mut cx) {
+                    return delivery;
+                }
+                let State::Sent { slot, start_within } = &self.state else {
+                    continue;
+                };
+                if slot.is_taken() {
+                    thread::park();
+                    continue;
+                }
+                let give_up_at = *give_up_at.get_or_insert_with(|| Instant::now() + *start_within);
+                let Some(left) = give_up_at.checked_duration_since(Instant::now()) else {
+                    return Delivery::failed(not_taken_on(target));
+                };
+                thread::park_timeout(left);
+            }
+        })
+    }
+}
+
+/// The error of a check that the loop did not take on in time.
+fn not_taken_on(target: String) -> CheckError {
+    CheckError::new(ErrorKind::NotStarted, target).with_detail(
+        "the event loop did not take the check on in time: it is not running (call \
+         EventLoop::run) or is blocked",
+    )
+}
+
 impl Drop for Pending {
     fn drop(&mut self) {
-        if let State::Sent(slot) = &self.state {
+        if let State::Sent { slot, .. } = &self.state {
             if let Some(job) = slot.cancel() {
                 // A stopped checker has already closed everything: nothing left to cancel.
                 let _ = self.checker.inbox().send(Command::Cancel(job));
@@ -150,21 +214,4 @@ impl Wake for ThreadWaker {
     fn wake_by_ref(self: &Arc<Self>) {
         self.0.unpark();
     }
-}
-
-/// Runs `future` to completion on the calling thread, parking it while the future waits.
-pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
-    thread_local! {
-        static WAKER: Waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
-    }
-    let mut future = pin!(future);
-    WAKER.with(|waker| {
-        let mut cx = Context::from_waker(waker);
-        loop {
-            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-                return output;
-            }
-            thread::park();
-        }
-    })
 }

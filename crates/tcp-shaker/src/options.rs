@@ -1,7 +1,7 @@
 //! How one check is made: its deadline, the address family, and how the socket is closed.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{CheckError, ErrorKind};
 
@@ -101,22 +101,24 @@ impl CheckOptions {
         self
     }
 
-    /// The deadline of a check that starts at `now`, or an error if the timeout is zero.
-    pub(crate) fn deadline(
-        &self,
-        now: Instant,
-        target: &dyn ToString,
-    ) -> Result<Instant, CheckError> {
+    /// The target's time and the wait allowed for the checker, once checked: a zero timeout
+    /// (or a zero `start_within`) is refused, and a huge one capped at a year.
+    pub(crate) fn times(&self, target: &dyn ToString) -> Result<(Duration, Duration), CheckError> {
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
         if self.timeout.is_zero() {
             return Err(
                 CheckError::new(ErrorKind::InvalidOptions, target.to_string())
                     .with_detail("the timeout is zero; give a timeout greater than zero"),
             );
         }
-        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
-        Ok(now
-            .checked_add(self.timeout.min(YEAR))
-            .unwrap_or(now + Duration::from_secs(3600)))
+        if self.start_within == Some(Duration::ZERO) {
+            return Err(
+                CheckError::new(ErrorKind::InvalidOptions, target.to_string())
+                    .with_detail("start_within is zero; give the checker some time to start it"),
+            );
+        }
+        let timeout = self.timeout.min(YEAR);
+        Ok((timeout, self.start_within.unwrap_or(timeout).min(YEAR)))
     }
 }
 
@@ -131,17 +133,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zero_timeout_is_refused_and_huge_is_capped() {
-        let now = Instant::now();
-        let error = CheckOptions::new(Duration::ZERO)
-            .deadline(now, &"x:1")
-            .unwrap_err();
+    fn zero_times_are_refused_and_huge_ones_capped() {
+        let error = CheckOptions::new(Duration::ZERO).times(&"x:1").unwrap_err();
         assert_eq!(error.kind(), ErrorKind::InvalidOptions);
         assert!(error.to_string().contains("timeout is zero"));
-        let deadline = CheckOptions::new(Duration::MAX)
-            .deadline(now, &"x:1")
+        let error = CheckOptions::new(Duration::from_secs(1))
+            .start_within(Duration::ZERO)
+            .times(&"x:1")
+            .unwrap_err();
+        assert!(error.to_string().contains("start_within is zero"));
+        let (timeout, start_within) = CheckOptions::new(Duration::MAX).times(&"x:1").unwrap();
+        assert!(timeout > Duration::from_secs(3600));
+        assert_eq!(start_within, timeout);
+        let (_, start_within) = CheckOptions::new(Duration::from_secs(1))
+            .start_within(Duration::from_secs(60))
+            .times(&"x:1")
             .unwrap();
-        assert!(deadline > now + Duration::from_secs(3600));
+        assert_eq!(start_within, Duration::from_secs(60));
     }
 
     #[test]

@@ -24,9 +24,6 @@ macro_rules! syscall {
     }};
 }
 
-#[cfg(unix)]
-pub(crate) use syscall;
-
 /// The index of the network interface named `name`, for IPv6 zones (`fe80::1%eth0`).
 #[cfg(unix)]
 pub(crate) fn interface_index(name: &str) -> io::Result<u32> {
@@ -57,6 +54,7 @@ pub(crate) fn open_files_limit() -> Option<u64> {
     if limit.rlim_cur == libc::RLIM_INFINITY {
         return None;
     }
+    #[allow(clippy::useless_conversion)] // rlim_t is not u64 on every Unix
     u64::try_from(limit.rlim_cur).ok()
 }
 
@@ -68,4 +66,15 @@ pub(crate) fn open_files_limit() -> Option<u64> {
 /// The id of the current process, to tell a forked child from the process that made a checker.
 pub(crate) fn process_id() -> u32 {
     std::process::id()
+}
+
+/// Whether an error says that the process (or the system) has no descriptor left.
+#[cfg(unix)]
+pub(crate) fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn is_out_of_descriptors(_error: &io::Error) -> bool {
+    false
 }

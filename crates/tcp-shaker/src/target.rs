@@ -67,7 +67,9 @@ impl Target {
         };
         let host = parse_host(host).map_err(|reason| invalid(&input(), reason))?;
         let zone = match zone {
-            Some(zone) => Some(parse_zone(&host, zone).map_err(|reason| invalid(&input(), reason))?),
+            Some(zone) => {
+                Some(parse_zone(&host, zone).map_err(|reason| invalid(&input(), reason))?)
+            }
             None => None,
         };
         Target::from_parts(host, port, zone).map_err(|reason| invalid(&input(), reason))

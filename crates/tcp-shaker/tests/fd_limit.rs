@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcp_shaker::{CheckError, Checker, ErrorKind, Outcome, Report};
+use tcp_shaker::{CheckError, CheckOptions, Checker, ErrorKind, Outcome, Report};
 
 /// Set in the child's environment: run the scenario.
 const CHILD: &str = "TCP_SHAKER_FD_LIMIT_CHILD";
@@ -129,18 +129,21 @@ fn fd_limit_child() {
         "{error}"
     );
 
-    // A few descriptors free: as many checks at once as there are descriptors get through, the
-    // others fail with the typed error (the loop starts them all in the same turn). The checks
-    // go to a silent port, so that each keeps its socket until its deadline: a loopback check
-    // of an open port is answered within connect() and gives its descriptor back at once.
+    // A few descriptors free: as many checks at once as there are descriptors get through; the
+    // others wait for those sockets to close instead of failing, and those that could not start
+    // within their start_within (by default their timeout) fail as not started: the checker's
+    // limit, not the target's silence. The checks go to a silent port, so that each keeps its
+    // socket until its deadline: a loopback check of an open port is answered within connect()
+    // and gives its descriptor back at once.
     const FREED: usize = 4;
     files.truncate(files.len() - FREED);
     assert!(checker.check(address, TIMEOUT).unwrap().is_open());
-    let results = batch_with_timeout(&checker, silent.address, 40, Duration::from_millis(300));
+    let silent_timeout = Duration::from_millis(300);
+    let results = batch_with_options(&checker, silent.address, 40, silent_timeout.into());
     let made = results.iter().filter(|result| result.is_ok()).count();
     for result in &results {
         match result {
-            Err(error) => assert_out_of_descriptors(error, silent.address),
+            Err(error) => assert_not_started_for_descriptors(error, silent.address),
             Ok(report) => assert_eq!(report.outcome(), Outcome::TimedOut, "{report:?}"),
         }
     }
@@ -148,7 +151,16 @@ fn fd_limit_child() {
     assert!(made >= 1, "no check was made with {FREED} descriptors free");
     assert!(
         made < 40,
-        "40 checks at once were made with only {FREED} descriptors"
+        "40 checks at once were made within 300 ms with only {FREED} descriptors"
+    );
+    // Given time to wait, every check gets its turn, a few at a time.
+    let patient = CheckOptions::new(silent_timeout).start_within(Duration::from_secs(30));
+    let results = batch_with_options(&checker, silent.address, 40, patient);
+    assert!(
+        results.iter().all(|result| result
+            .as_ref()
+            .is_ok_and(|report| report.outcome() == Outcome::TimedOut)),
+        "{results:?}"
     );
 
     // Every descriptor back: everything works again, the default checker included.
@@ -248,20 +260,27 @@ fn set_open_files_limit(soft: libc::rlim_t) {
 
 /// The results of `count` checks of `address` submitted at once.
 fn batch_of(checker: &Checker, address: SocketAddr, count: u64) -> Vec<Result<Report, CheckError>> {
-    batch_with_timeout(checker, address, count, TIMEOUT)
+    batch_with_options(checker, address, count, TIMEOUT.into())
 }
 
-fn batch_with_timeout(
+fn batch_with_options(
     checker: &Checker,
     address: SocketAddr,
     count: u64,
-    timeout: Duration,
+    options: CheckOptions,
 ) -> Vec<Result<Report, CheckError>> {
     let mut batch = checker.batch();
     for tag in 0..count {
-        batch.submit(tag, address, timeout).unwrap();
+        batch.submit(tag, address, options).unwrap();
     }
     batch.map(|completion| completion.result).collect()
+}
+
+/// A check that waited for one of the checker's own sockets to give its descriptor back, in vain.
+fn assert_not_started_for_descriptors(error: &CheckError, address: SocketAddr) {
+    assert_eq!(error.kind(), ErrorKind::NotStarted, "{error}");
+    assert_eq!(error.target(), address.to_string(), "{error}");
+    assert!(error.to_string().contains("open-files limit"), "{error}");
 }
 
 fn assert_out_of_descriptors(error: &CheckError, address: SocketAddr) {

@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcp_shaker::{Check, CheckError, Checker, ErrorKind, Report};
+use tcp_shaker::{Check, CheckError, CheckOptions, Checker, ErrorKind, Report};
 
 /// Taken by every test of this binary before it opens anything, through [`fd_counting`].
 static FD_COUNTING: Mutex<()> = Mutex::new(());
@@ -487,7 +487,8 @@ fn a_dropped_batch_closes_its_sockets_at_once() {
 }
 
 /// A flood of checks never opens more sockets than `max_sockets`: the rest wait their turn
-/// instead of failing for want of descriptors, and every check is answered.
+/// instead of failing for want of descriptors, and every check is answered, each after the
+/// whole of its own timeout: the wait for a socket slot is not the target's time.
 #[test]
 fn a_flood_of_checks_is_held_to_max_sockets() {
     const MAX_SOCKETS: usize = 8;
@@ -500,8 +501,9 @@ fn a_flood_of_checks_is_held_to_max_sockets() {
     let baseline = common::open_fds();
 
     let mut batch = checker.batch();
+    let options = CheckOptions::new(TIMEOUT).start_within(Duration::from_secs(60));
     for tag in 0..CHECKS {
-        batch.submit(tag, silent.address, TIMEOUT).unwrap();
+        batch.submit(tag, silent.address, options).unwrap();
     }
     batch.flush();
     let mut most_open = 0;
@@ -515,6 +517,11 @@ fn a_flood_of_checks_is_held_to_max_sockets() {
                 report.outcome(),
                 tcp_shaker::Outcome::TimedOut,
                 "{report:?}"
+            );
+            assert!(
+                report.elapsed() >= TIMEOUT,
+                "timed out after {:?}, before its timeout of {TIMEOUT:?}",
+                report.elapsed()
             );
             answered += 1;
         }

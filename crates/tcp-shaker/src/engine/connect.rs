@@ -2,11 +2,12 @@
 //!
 //! On Linux and Android the socket is created non-blocking and close-on-exec in one call, with
 //! `TCP_QUICKACK` off so that the kernel delays the ACK of SYN-ACK (up to 200 ms) instead of
-//! sending it. The event loop closes the socket as soon as it is writable, after setting
-//! `SO_LINGER {on, 0}` so that `close()` sends RST: SYN, SYN-ACK, RST, and the server's
-//! application never accepts anything. (The linger option is set at close rather than at
-//! creation so that a refused attempt, which has nothing left to reset, costs one system call
-//! less; dropping a [`Connecting`] socket for any other reason still resets it.)
+//! sending it, and `SO_LINGER {on, 0}` so that `close()` sends RST. The event loop closes the
+//! socket as soon as it is writable: SYN, SYN-ACK, RST, and the server's application never
+//! accepts anything. Zero linger is in place before `connect()`, so a socket that the process
+//! leaves behind (killed by SIGKILL, aborted, panicking) is reset by the kernel when it closes
+//! the process's descriptors, too: however the checker ends, the server never sees an
+//! established connection.
 //!
 //! Other systems (the BSDs, macOS, Windows) acknowledge a SYN-ACK at once and offer no switch to
 //! hold it back, so there the same steps make a full connection, closed with RST: the server's
@@ -105,9 +106,6 @@ pub(crate) enum Attempt {
 /// with an established connection.
 pub(crate) struct Connecting {
     stream: TcpStream,
-    reset_on_close: bool,
-    /// Whether the handshake completed (even with itself), once known.
-    connected: bool,
     /// The destination, when the attempt could connect to itself (see
     /// [`Binding::may_reach_itself`]).
     may_reach: Option<SocketAddr>,
@@ -118,12 +116,27 @@ impl Connecting {
         &mut self.stream
     }
 
-    /// The attempt's error, once the poller says it is over: `Ok(())` means connected.
+    /// The attempt's outcome, once the poller says it is over: `Ok(())` means connected.
     pub(crate) fn result(&mut self) -> io::Result<()> {
         if let Some(error) = self.stream.take_error().unwrap_or_else(Some) {
             return Err(error);
         }
-        self.connected = true;
+        self.connected_to_whom()
+    }
+
+    /// The attempt's outcome as the kernel has it now, whatever the poller has said: `None`
+    /// while the handshake is still under way (no answer yet). Asked at the deadline, so that a
+    /// check is reported timed out only if the kernel has really seen no answer, not because
+    /// the loop had not got round to an event it already had.
+    pub(crate) fn result_now(&mut self) -> Option<io::Result<()>> {
+        match still_connecting(SockRef::from(&self.stream)) {
+            Ok(true) => None,
+            Ok(false) => Some(self.connected_to_whom()),
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    fn connected_to_whom(&self) -> io::Result<()> {
         match self.may_reach {
             Some(destination) if reached_itself(SockRef::from(&self.stream), destination) => {
                 Err(reached_itself_error())
@@ -131,54 +144,49 @@ impl Connecting {
             _ => Ok(()),
         }
     }
-
-    /// Closes the socket once [`result`](Connecting::result) has told its outcome: with RST if
-    /// it connected, plainly if the attempt failed, which left no connection to reset.
-    pub(crate) fn close(mut self) {
-        self.reset_on_close &= self.connected;
-    }
-}
-
-impl Drop for Connecting {
-    fn drop(&mut self) {
-        if self.reset_on_close {
-            // Should this fail, close() sends FIN instead; nothing better can be done here.
-            let _ = SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
-        }
-    }
 }
 
 /// Opens a socket for `address` and starts connecting it.
-pub(crate) fn start(address: SocketAddr, zero_linger: bool, binding: &Binding) -> Attempt {
-    let socket = match open(address, binding) {
-        Ok(socket) => socket,
-        Err(error) => return Attempt::Answered(Err(error)),
-    };
+///
+/// An error before `connect()` (no descriptor, a bad source address) is returned as such: the
+/// loop may wait and try again. Everything `connect()` says is an [`Attempt`].
+pub(crate) fn start(
+    address: SocketAddr,
+    zero_linger: bool,
+    binding: &Binding,
+) -> io::Result<Attempt> {
+    let socket = open(address, zero_linger, binding)?;
     let answer = match socket.connect(&SockAddr::from(address)) {
         Err(error) if is_in_progress(&error) => match answered_in_connect(&socket, address) {
             Some(answer) => answer,
             None => {
-                return Attempt::InProgress(Connecting {
+                return Ok(Attempt::InProgress(Connecting {
                     stream: TcpStream::from_std(std::net::TcpStream::from(socket)),
-                    reset_on_close: zero_linger,
-                    connected: false,
                     may_reach: binding.may_reach_itself(address).then_some(address),
-                });
+                }));
             }
         },
         answer => answer,
     };
-    if answer.is_ok() && zero_linger {
-        // Connected: reset it. Should this fail, close() sends FIN instead.
-        let _ = socket.set_linger(Some(Duration::ZERO));
-    }
-    match answer {
+    Ok(match answer {
         Ok(())
             if binding.may_reach_itself(address) && reached_itself((&socket).into(), address) =>
         {
             Attempt::Answered(Err(reached_itself_error()))
         }
         answer => Attempt::Answered(answer),
+    })
+}
+
+/// Whether the socket's handshake is still under way: a socket with a peer has connected, one
+/// without has either a pending error (the attempt failed) or no answer yet.
+fn still_connecting(socket: SockRef<'_>) -> io::Result<bool> {
+    if socket.peer_addr().is_ok() {
+        return Ok(false);
+    }
+    match socket.take_error()? {
+        Some(error) => Err(error),
+        None => Ok(true),
     }
 }
 
@@ -209,10 +217,13 @@ fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-fn open(address: SocketAddr, binding: &Binding) -> io::Result<Socket> {
+fn open(address: SocketAddr, zero_linger: bool, binding: &Binding) -> io::Result<Socket> {
     let domain = Domain::for_address(address);
     let socket = new_nonblocking_socket(domain)?;
     hold_back_final_ack(&socket)?;
+    if zero_linger {
+        socket.set_linger(Some(Duration::ZERO))?;
+    }
     if let Some(interface) = &binding.interface {
         bind_interface(&socket, interface)?;
     }

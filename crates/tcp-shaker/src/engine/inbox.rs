@@ -4,10 +4,15 @@
 //! asleep in `poll` with nothing queued, so a burst of submissions costs one wake-up. The inbox
 //! also owns the checker's life: once stopped, it refuses commands and fails the ones still
 //! queued, and it lets `stop` wait until the loop has closed every socket.
+//!
+//! A process that forks gets a copy of the inbox but not of the loop's thread: the inbox
+//! remembers which process made it and refuses, at once, commands from any other.
 
+use std::io;
+use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::{Registry, Token, Waker};
 
@@ -16,8 +21,6 @@ use super::slab::Key;
 use crate::error::{CheckError, ErrorKind};
 use crate::options::Family;
 use crate::target::Target;
-use std::io;
-use std::net::IpAddr;
 
 /// The poll token of the inbox's waker; slab keys never take it.
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -34,8 +37,12 @@ pub(crate) enum Scope {
 /// A check to make, as submitted.
 pub(crate) struct Request {
     pub(crate) target: Target,
-    pub(crate) started: Instant,
-    pub(crate) deadline: Instant,
+    /// When it was submitted: the start of its wait for the checker.
+    pub(crate) submitted: Instant,
+    /// The target's time: name resolution plus the wait for an answer to the SYN.
+    pub(crate) timeout: Duration,
+    /// How long it may wait for the checker before it starts.
+    pub(crate) start_within: Duration,
     pub(crate) family: Family,
     pub(crate) zero_linger: Option<bool>,
     pub(crate) scope: Scope,
@@ -44,9 +51,16 @@ pub(crate) struct Request {
 
 pub(crate) enum Command {
     Check(Request),
+    /// A resolver thread took a lookup that had waited for one.
+    LookupStarted {
+        host: Box<str>,
+        at: Instant,
+    },
+    /// A lookup's answer, and when it came.
     Resolved {
-        job: Key,
+        host: Box<str>,
         addresses: io::Result<Vec<IpAddr>>,
+        at: Instant,
     },
     Cancel(Key),
     /// The batch reading this queue is gone: cancel its checks.
@@ -60,10 +74,35 @@ pub(crate) enum Taken {
     Stopped,
 }
 
+/// Why the inbox refused a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The checker was stopped.
+    Stopped,
+    /// The caller is a forked child of the process that made the checker, which has no loop.
+    OtherProcess,
+}
+
+impl Refusal {
+    /// The error a check refused for this reason fails with.
+    pub(crate) fn error(self, target: &Target) -> CheckError {
+        let error = CheckError::new(ErrorKind::Stopped, target.to_string());
+        match self {
+            Refusal::Stopped => error,
+            Refusal::OtherProcess => error.with_detail(
+                "the checker was made by the parent of this forked process, and its event loop \
+                 did not come along; make a new checker in this process",
+            ),
+        }
+    }
+}
+
 pub(crate) struct Inbox {
     state: Mutex<State>,
     finished: Condvar,
     waker: Waker,
+    /// The process that made the checker.
+    process: u32,
 }
 
 struct State {
@@ -86,32 +125,47 @@ impl Inbox {
             }),
             finished: Condvar::new(),
             waker: Waker::new(registry, WAKER_TOKEN)?,
+            process: crate::sys::process_id(),
         })
+    }
+
+    /// Whether the caller runs in a process other than the one that made the checker.
+    pub(crate) fn is_other_process(&self) -> bool {
+        crate::sys::process_id() != self.process
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues one command; gives it back if the checker is stopped.
-    pub(crate) fn send(&self, command: Command) -> Result<(), Command> {
+    /// Queues one command. If it is refused, says why, and a check among it fails with
+    /// [`ErrorKind::Stopped`] (delivered to its sink).
+    pub(crate) fn send(&self, command: Command) -> Result<(), Refusal> {
+        if self.is_other_process() {
+            refuse(std::iter::once(command), Refusal::OtherProcess);
+            return Err(Refusal::OtherProcess);
+        }
         let mut state = self.lock();
         if state.stopped {
-            return Err(command);
+            drop(state);
+            refuse(std::iter::once(command), Refusal::Stopped);
+            return Err(Refusal::Stopped);
         }
         state.commands.push(command);
         self.wake_if_asleep(state);
         Ok(())
     }
 
-    /// Queues every command of `commands` at once, leaving it empty. If the checker is stopped
-    /// their checks fail with [`ErrorKind::Stopped`] instead.
+    /// Queues every command of `commands` at once, leaving it empty. If they are refused, their
+    /// checks fail with [`ErrorKind::Stopped`] instead.
     pub(crate) fn send_all(&self, commands: &mut Vec<Command>) {
+        if self.is_other_process() {
+            return refuse(commands.drain(..), Refusal::OtherProcess);
+        }
         let mut state = self.lock();
         if state.stopped {
             drop(state);
-            fail_stopped(commands.drain(..));
-            return;
+            return refuse(commands.drain(..), Refusal::Stopped);
         }
         state.commands.append(commands);
         self.wake_if_asleep(state);
@@ -132,8 +186,12 @@ impl Inbox {
 
     /// Refuses further commands, fails the queued checks, and wakes the loop so that it closes
     /// its sockets and fails its own checks. Unless called on the loop's own thread, waits until
-    /// the loop has done so, which takes one turn of the loop.
+    /// the loop has done so, which takes one turn of the loop. In a forked child, which has no
+    /// loop, does nothing.
     pub(crate) fn stop(&self) {
+        if self.is_other_process() {
+            return;
+        }
         let mut state = self.lock();
         let queued = if state.stopped {
             Vec::new()
@@ -144,7 +202,7 @@ impl Inbox {
         let on_loop_thread = state.loop_thread == Some(thread::current().id());
         drop(state);
         let _ = self.waker.wake();
-        fail_stopped(queued.into_iter());
+        refuse(queued.into_iter(), Refusal::Stopped);
         if on_loop_thread {
             return;
         }
@@ -184,8 +242,9 @@ impl Inbox {
     }
 
     /// Marks the loop asleep for the poll it is about to make, unless commands are already
-    /// waiting (then it should poll without blocking and come back for them).
-    pub(crate) fn sleep_unless_pending(&self) -> bool {
+    /// waiting (then it should poll without blocking and come back for them): whether it may
+    /// sleep.
+    pub(crate) fn may_sleep(&self) -> bool {
         let mut state = self.lock();
         if !state.commands.is_empty() || state.stopped {
             return false;
@@ -205,11 +264,11 @@ impl Drop for LoopFinished {
     }
 }
 
-/// Answers every check among `commands` with "checker stopped".
-fn fail_stopped(commands: impl Iterator<Item = Command>) {
+/// Answers every check among `commands` with "checker stopped", saying why.
+fn refuse(commands: impl Iterator<Item = Command>, refusal: Refusal) {
     for command in commands {
         if let Command::Check(request) = command {
-            let error = CheckError::new(ErrorKind::Stopped, request.target.to_string());
+            let error = refusal.error(&request.target);
             request.sink.deliver(Delivery::failed(error));
         }
     }

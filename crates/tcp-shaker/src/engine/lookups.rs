@@ -1,25 +1,39 @@
-//! The resolver threads: name lookups off the event loop, a bounded number at a time.
+//! The resolver threads: name lookups off the event loop, so that a slow name delays only the
+//! checks of that name.
 //!
-//! Threads start on the first lookup (a checker that only sees IP addresses never has one), grow
-//! up to the configured count while lookups wait, and end when the checker stops. A lookup whose
-//! deadline has passed before a thread takes it is skipped: the loop has already answered
-//! "timed out" for it. A lookup that blocks past its deadline only occupies its thread.
+//! The loop hands over one lookup per name in flight (checks of a name already being looked up
+//! wait for the same answer; see the engine's `resolving` table). A lookup goes to an idle
+//! thread, or to a new one while there are fewer than the configured maximum: a slow or dead DNS
+//! server holds only the threads of its own names, and an IP literal, a name in `/etc/hosts` or
+//! a name on a healthy server finds a thread of its own. Only when every thread is busy does a
+//! lookup wait in the queue; the thread that takes it then tells the loop when it started, so
+//! that the wait is counted against the checker, not the target.
+//!
+//! Threads start on demand (a checker that only sees IP addresses never has one), end after
+//! [`IDLE_THREAD_LIFETIME`] without work, and end when the checker stops. A resolver that
+//! panics fails its lookup with an error saying so; its thread carries on.
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::IpAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::inbox::{Command, Inbox};
-use super::slab::Key;
 use crate::resolve::Resolve;
 
-/// One name to resolve for one job.
-pub(crate) struct Lookup {
-    pub(crate) job: Key,
-    pub(crate) host: Box<str>,
-    pub(crate) deadline: Instant,
+/// How long a resolver thread waits for work before it ends.
+const IDLE_THREAD_LIFETIME: Duration = Duration::from_secs(10);
+
+/// Whether a lookup went to a thread at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// A thread took it: it is being resolved from now on.
+    Started,
+    /// Every thread is busy: it waits, and [`Command::LookupStarted`] tells when it starts.
+    Waiting,
 }
 
 pub(crate) struct Lookups {
@@ -38,7 +52,8 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Lookup>,
+    /// Names waiting for a thread, with whether the loop was told they wait.
+    queue: VecDeque<(Box<str>, Queued)>,
     threads: usize,
     idle: usize,
     stopped: bool,
@@ -61,17 +76,18 @@ impl Lookups {
         }
     }
 
-    /// Queues a lookup; its answer arrives in the inbox as [`Command::Resolved`]. Fails only if
+    /// Looks `host` up; the answer arrives in the inbox as [`Command::Resolved`]. Fails only if
     /// no thread exists and none could be started.
-    pub(crate) fn submit(&self, lookup: Lookup) -> io::Result<()> {
+    pub(crate) fn submit(&self, host: Box<str>) -> io::Result<Queued> {
         let mut state = self.shared.lock();
-        state.queue.push_back(lookup);
-        if state.idle > 0 {
+        if state.idle > state.queue.len() {
+            state.queue.push_back((host, Queued::Started));
             self.shared.work.notify_one();
-            return Ok(());
+            return Ok(Queued::Started);
         }
         if state.threads >= self.shared.max_threads {
-            return Ok(());
+            state.queue.push_back((host, Queued::Waiting));
+            return Ok(Queued::Waiting);
         }
         let shared = Arc::clone(&self.shared);
         let spawned = thread::Builder::new()
@@ -80,13 +96,14 @@ impl Lookups {
         match spawned {
             Ok(_) => {
                 state.threads += 1;
-                Ok(())
+                state.queue.push_back((host, Queued::Started));
+                Ok(Queued::Started)
             }
-            Err(_) if state.threads > 0 => Ok(()),
-            Err(error) => {
-                state.queue.pop_back();
-                Err(error)
+            Err(_) if state.threads > 0 => {
+                state.queue.push_back((host, Queued::Waiting));
+                Ok(Queued::Waiting)
             }
+            Err(error) => Err(error),
         }
     }
 }
@@ -106,24 +123,37 @@ impl Shared {
     }
 
     fn serve(&self) {
-        while let Some(lookup) = self.next_lookup() {
-            if Instant::now() >= lookup.deadline {
-                continue;
+        while let Some((host, queued)) = self.next_lookup() {
+            if queued == Queued::Waiting {
+                let started = Command::LookupStarted {
+                    host: host.clone(),
+                    at: Instant::now(),
+                };
+                if !self.send(started) {
+                    break;
+                }
             }
-            let addresses = self.resolver.resolve(&lookup.host);
+            let addresses = resolve_catching_panics(&*self.resolver, &host);
             let answer = Command::Resolved {
-                job: lookup.job,
+                host,
                 addresses,
+                at: Instant::now(),
             };
-            let sent = self.inbox.upgrade().map(|inbox| inbox.send(answer).is_ok());
-            if sent != Some(true) {
+            if !self.send(answer) {
                 break;
             }
         }
         self.lock().threads -= 1;
     }
 
-    fn next_lookup(&self) -> Option<Lookup> {
+    /// Hands a command to the loop; false once the checker is gone.
+    fn send(&self, command: Command) -> bool {
+        self.inbox
+            .upgrade()
+            .is_some_and(|inbox| inbox.send(command).is_ok())
+    }
+
+    fn next_lookup(&self) -> Option<(Box<str>, Queued)> {
         let mut state = self.lock();
         loop {
             if state.stopped {
@@ -133,11 +163,25 @@ impl Shared {
                 return Some(lookup);
             }
             state.idle += 1;
-            state = self
+            let (next, waited) = self
                 .work
-                .wait(state)
+                .wait_timeout(state, IDLE_THREAD_LIFETIME)
                 .unwrap_or_else(PoisonError::into_inner);
+            state = next;
             state.idle -= 1;
+            if waited.timed_out() && state.queue.is_empty() {
+                return None;
+            }
         }
     }
+}
+
+/// The resolver's answer, or an error if it panicked (the panic is not the target's doing, and
+/// must not take the thread, or the checks waiting on it, down with it).
+fn resolve_catching_panics(resolver: &dyn Resolve, host: &str) -> io::Result<Vec<IpAddr>> {
+    catch_unwind(AssertUnwindSafe(|| resolver.resolve(host))).unwrap_or_else(|_| {
+        Err(io::Error::other(
+            "the resolver panicked; the checker's other lookups go on",
+        ))
+    })
 }

@@ -1,11 +1,27 @@
 //! The event loop: one thread that owns the poller and every socket of every check in flight.
 //!
-//! A *job* is one submitted check; it has a deadline and one *probe* (socket) per address it
-//! checks. Jobs and probes live in generational slabs; probes are polled under their slab key,
-//! so an event, a resolver answer or a cancel that arrives late for a finished job misses
-//! instead of reaching whatever took its slot (file descriptor numbers play no part).
+//! A *job* is one submitted check; it has one *probe* (socket) per address it checks. Jobs and
+//! probes live in generational slabs; probes are polled under their slab key, so an event, a
+//! resolver answer or a cancel that arrives late for a finished job misses instead of reaching
+//! whatever took its slot (file descriptor numbers play no part).
 //!
-//! One turn of the loop:
+//! # Whose time is it
+//!
+//! A check's timeout is the target's time: the time its name takes to resolve, plus the time
+//! its SYN waits for an answer, counted from the moment `connect()` sends it. Time the check
+//! spends waiting for the checker itself (in the inbox for a turn of the loop, for a resolver
+//! thread, for one of the `max_sockets` socket slots) is not counted; it is bounded apart, by
+//! the check's `start_within`, and a check that could not start within it fails with
+//! [`ErrorKind::NotStarted`], having sent nothing. So back-pressure can never pass for a silent
+//! target. When a probe's deadline comes, the kernel is asked for the socket's state before it
+//! is reported timed out: an answer that had arrived, but that the loop had not yet seen among
+//! its events, is reported as what it is.
+//!
+//! Each job has one timer, for the phase it is in (waiting for a resolver thread or a socket
+//! slot: its start deadline; resolving: its resolution deadline), and each connecting probe
+//! one, for its answer.
+//!
+//! # One turn of the loop
 //! 1. take the inbox's commands: admit new jobs, accept resolver answers, cancel;
 //! 2. start at most `connects_per_turn` queued probes, so that a burst of submissions never
 //!    holds back the closes below;
@@ -22,7 +38,7 @@ mod sink;
 mod slab;
 mod timers;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -35,7 +51,7 @@ use self::connect::{Attempt, Connecting};
 use self::few::Few;
 pub(crate) use self::inbox::{Command, Inbox, LoopFinished, Request, Scope};
 use self::inbox::{Taken, WAKER_TOKEN};
-use self::lookups::{Lookup, Lookups};
+use self::lookups::{Lookups, Queued};
 pub(crate) use self::sink::{Arrived, Delivery, EveryAddress, Queue, Sink, Slot, Wait};
 use self::slab::{Key, Slab};
 use self::timers::Timers;
@@ -67,16 +83,29 @@ pub(crate) struct Config {
 /// One submitted check.
 struct Job {
     target: Target,
-    started: Instant,
     family: Family,
     zero_linger: bool,
     scope: Scope,
     sink: Sink,
+    /// The target's time: resolution plus the wait for an answer to the SYN.
+    timeout: Duration,
+    /// Until when its probes may wait for a socket slot (or its name for a resolver thread).
+    start_deadline: Instant,
+    phase: JobPhase,
     /// Keys of the probes still running.
     probes: Few<Key>,
     /// Addresses being checked, in resolver order (empty while resolving).
     addresses: Few<SocketAddr>,
     answers: Answers,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum JobPhase {
+    /// Its name is being looked up since the instant given, or (`None`) waits for a resolver
+    /// thread.
+    Resolving(Option<Instant>),
+    /// Its addresses are known (after `resolve_time` spent resolving a name).
+    Connecting { resolve_time: Option<Duration> },
 }
 
 /// What a job's probes have found so far.
@@ -97,10 +126,17 @@ struct Probe {
 }
 
 enum ProbeState {
-    /// Waiting for its turn to connect.
+    /// Waiting for a socket slot.
     Queued,
-    /// Connecting since the instant given.
+    /// Connecting since the instant given: the SYN went out then.
     Connecting(Connecting, Instant),
+}
+
+/// The checks waiting for the answer of one lookup in flight.
+struct Lookup {
+    jobs: Vec<Key>,
+    /// When a resolver thread took it; `None` while it waits for one.
+    started: Option<Instant>,
 }
 
 pub(crate) struct Engine {
@@ -110,10 +146,18 @@ pub(crate) struct Engine {
     config: Config,
     jobs: Slab<Job>,
     probes: Slab<Probe>,
-    timers: Timers,
+    /// One deadline per job: the end of the phase it is in.
+    job_timers: Timers,
+    /// One deadline per connecting probe: the end of its wait for an answer.
+    probe_timers: Timers,
     queued: VecDeque<Key>,
     /// Probes with a socket open (connecting), at most `config.max_sockets`.
     sockets_open: usize,
+    /// Set when the process ran out of descriptors with sockets of ours open: no more are
+    /// opened until one of them closes.
+    out_of_descriptors: bool,
+    /// Names being looked up, and the jobs waiting for each.
+    resolving: HashMap<Box<str>, Lookup>,
     commands: Vec<Command>,
     deliveries: Vec<(Sink, Delivery)>,
     lookups: Lookups,
@@ -135,9 +179,12 @@ impl Engine {
             config,
             jobs: Slab::new(),
             probes: Slab::new(),
-            timers: Timers::new(),
+            job_timers: Timers::new(),
+            probe_timers: Timers::new(),
             queued: VecDeque::new(),
             sockets_open: 0,
+            out_of_descriptors: false,
+            resolving: HashMap::new(),
             commands: Vec::new(),
             deliveries: Vec::new(),
             lookups,
@@ -172,12 +219,22 @@ impl Engine {
         }
     }
 
+    /// How long the coming poll may block: not at all while there is work to start or commands
+    /// wait (else the inbox is told that the loop sleeps, so that the next command wakes it),
+    /// and at most until the next deadline.
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.can_start_more() || !self.inbox.sleep_unless_pending() {
+        if self.can_start_more() || !self.inbox.may_sleep() {
             return Some(Duration::ZERO);
         }
-        let deadline = self.timers.next_deadline()?;
-        Some(deadline.saturating_duration_since(Instant::now()))
+        let next = match (
+            self.job_timers.next_deadline(),
+            self.probe_timers.next_deadline(),
+        ) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return None,
+        };
+        Some(next.saturating_duration_since(Instant::now()))
     }
 
     fn admit_commands(&mut self) {
@@ -185,7 +242,12 @@ impl Engine {
         for command in commands.drain(..) {
             match command {
                 Command::Check(request) => self.admit(request),
-                Command::Resolved { job, addresses } => self.resolved(job, addresses),
+                Command::LookupStarted { host, at } => self.lookup_started(&host, at),
+                Command::Resolved {
+                    host,
+                    addresses,
+                    at,
+                } => self.resolved(&host, addresses, at),
                 Command::Cancel(job) => self.cancel(job),
                 Command::Abandon(queue) => self.abandon(&queue),
             }
@@ -197,17 +259,20 @@ impl Engine {
         if request.sink.is_abandoned() {
             return;
         }
+        let now = Instant::now();
         let answers = match request.scope {
             Scope::Best => Answers::Best(None),
             Scope::Every => Answers::Every(Vec::new()),
         };
         let job = Job {
             zero_linger: request.zero_linger.unwrap_or(self.config.zero_linger),
+            start_deadline: later_by(request.submitted, request.start_within),
+            timeout: request.timeout,
             target: request.target,
-            started: request.started,
             family: request.family,
             scope: request.scope,
             sink: request.sink,
+            phase: JobPhase::Connecting { resolve_time: None },
             probes: Few::Empty,
             addresses: Few::Empty,
             answers,
@@ -219,38 +284,119 @@ impl Engine {
                 return self.deliveries.push((job.sink, Delivery::failed(error)));
             }
         };
-        if !self.jobs.get(key).is_some_and(|job| job.sink.bind(key)) {
-            self.jobs.remove(key);
-            return;
-        }
-        self.timers.insert(key, request.deadline);
         let Some(job) = self.jobs.get(key) else {
             return;
         };
-        match job.target.host().clone() {
-            Host::Ip(ip) if job.family.admits(ip) => self.add_probes(key, [ip]),
-            Host::Ip(_) => {
+        if !job.sink.bind(key) {
+            self.jobs.remove(key);
+            return;
+        }
+        match (job.target.host().clone(), job.target.socket_addr()) {
+            (Host::Ip(ip), Some(address)) if job.family.admits(ip) => {
+                let start_deadline = job.start_deadline;
+                self.job_timers.insert(key, start_deadline);
+                self.add_probes(key, [address]);
+            }
+            (Host::Ip(_), _) => {
                 let error = CheckError::new(ErrorKind::InvalidOptions, job.target.to_string())
                     .with_detail("the address is not of the family asked for");
                 self.finish_job(key, Err(error));
             }
-            Host::Name(host) => {
-                let lookup = Lookup {
-                    job: key,
-                    host,
-                    deadline: request.deadline,
-                };
-                if let Err(error) = self.lookups.submit(lookup) {
-                    let error = CheckError::from_io(job.target.to_string(), error);
-                    self.finish_job(key, Err(error));
+            (Host::Name(host), _) => self.resolve(key, host, now),
+        }
+    }
+
+    /// Starts resolving the job's name, or joins the lookup of it already in flight.
+    fn resolve(&mut self, key: Key, host: Box<str>, now: Instant) {
+        let started = match self.resolving.get_mut(&host) {
+            Some(lookup) => {
+                lookup.jobs.push(key);
+                lookup.started.map(|_| now)
+            }
+            None => match self.lookups.submit(host.clone()) {
+                Ok(queued) => {
+                    let started = (queued == Queued::Started).then_some(now);
+                    let jobs = vec![key];
+                    self.resolving.insert(host, Lookup { jobs, started });
+                    started
                 }
+                Err(error) => {
+                    let target = self.jobs.get(key).map(|job| job.target.to_string());
+                    let error = CheckError::new(ErrorKind::NotStarted, target.unwrap_or_default())
+                        .with_detail("no resolver thread could be started")
+                        .with_source(error);
+                    return self.finish_job(key, Err(error));
+                }
+            },
+        };
+        self.set_resolving(key, started);
+    }
+
+    /// Puts a job in the resolving phase, and its timer at the end of it.
+    fn set_resolving(&mut self, key: Key, since: Option<Instant>) {
+        let Some(job) = self.jobs.get_mut(key) else {
+            return;
+        };
+        job.phase = JobPhase::Resolving(since);
+        let deadline = match since {
+            Some(since) => later_by(since, job.timeout),
+            None => job.start_deadline,
+        };
+        self.job_timers.remove(key);
+        self.job_timers.insert(key, deadline);
+    }
+
+    /// A lookup that waited for a resolver thread has one: its checks start resolving now.
+    fn lookup_started(&mut self, host: &str, at: Instant) {
+        let Some(lookup) = self.resolving.get_mut(host) else {
+            return;
+        };
+        lookup.started = Some(at);
+        let jobs = lookup.jobs.clone();
+        for key in jobs {
+            if self
+                .jobs
+                .get(key)
+                .is_some_and(|job| matches!(job.phase, JobPhase::Resolving(None)))
+            {
+                self.set_resolving(key, Some(at));
             }
         }
     }
 
-    fn resolved(&mut self, key: Key, addresses: io::Result<Vec<IpAddr>>) {
-        let Some(job) = self.jobs.get(key) else {
-            return; // timed out or cancelled while resolving
+    fn resolved(&mut self, host: &str, addresses: io::Result<Vec<IpAddr>>, at: Instant) {
+        let Some(lookup) = self.resolving.remove(host) else {
+            return;
+        };
+        let mut addresses = Some(addresses);
+        let last = lookup.jobs.len().saturating_sub(1);
+        for (position, key) in lookup.jobs.into_iter().enumerate() {
+            let Some(job) = self.jobs.get(key) else {
+                continue; // timed out or cancelled while resolving
+            };
+            let JobPhase::Resolving(Some(since)) = job.phase else {
+                continue;
+            };
+            // The last waiting job takes the answer itself; the others a copy.
+            let answer = if position == last {
+                addresses.take()
+            } else {
+                addresses.as_ref().map(copy_answer)
+            };
+            if let Some(answer) = answer {
+                self.resolved_job(key, answer, at.saturating_duration_since(since));
+            }
+        }
+    }
+
+    fn resolved_job(
+        &mut self,
+        key: Key,
+        addresses: io::Result<Vec<IpAddr>>,
+        resolve_time: Duration,
+    ) {
+        let Some(job) = self.jobs.get_mut(key) else {
+            return;
         };
         let addresses = match addresses {
             Ok(addresses) => addresses,
@@ -277,16 +423,24 @@ impl Engine {
                 CheckError::new(ErrorKind::Resolve, job.target.to_string()).with_detail(detail);
             return self.finish_job(key, Err(error));
         }
-        self.add_probes(key, usable);
+        job.phase = JobPhase::Connecting {
+            resolve_time: Some(resolve_time),
+        };
+        // The wait for a socket slot starts now: the time spent resolving was the target's.
+        job.start_deadline = later_by(job.start_deadline, resolve_time);
+        let start_deadline = job.start_deadline;
+        let port = job.target.port();
+        self.job_timers.remove(key);
+        self.job_timers.insert(key, start_deadline);
+        self.add_probes(key, usable.into_iter().map(|ip| SocketAddr::new(ip, port)));
     }
 
-    fn add_probes(&mut self, key: Key, ips: impl IntoIterator<Item = IpAddr>) {
+    fn add_probes(&mut self, key: Key, addresses: impl IntoIterator<Item = SocketAddr>) {
         let Some(job) = self.jobs.get_mut(key) else {
             return;
         };
-        let port = job.target.port();
-        for ip in ips {
-            job.addresses.push(SocketAddr::new(ip, port));
+        for address in addresses {
+            job.addresses.push(address);
         }
         if let Answers::Every(answers) = &mut job.answers {
             answers.resize_with(job.addresses.as_slice().len(), || None);
@@ -313,7 +467,7 @@ impl Engine {
 
     fn cancel(&mut self, key: Key) {
         if let Some(job) = self.jobs.remove(key) {
-            self.timers.remove(key);
+            self.job_timers.remove(key);
             self.drop_probes(&job);
         }
     }
@@ -329,17 +483,19 @@ impl Engine {
 
     /// Whether queued probes wait and a socket may be opened for one.
     fn can_start_more(&self) -> bool {
-        !self.queued.is_empty() && self.sockets_open < self.config.max_sockets
+        !self.queued.is_empty()
+            && self.sockets_open < self.config.max_sockets
+            && !self.out_of_descriptors
     }
 
     /// Starts up to `connects_per_turn` queued probes, while fewer than `max_sockets` sockets
-    /// are open; the others wait for a later turn, their deadlines running. Every
-    /// [`CONNECTS_BETWEEN_POLLS`] connects, closes the sockets that have become ready.
+    /// are open; the others wait for a later turn (their start deadlines running, not their
+    /// timeouts). Every [`CONNECTS_BETWEEN_POLLS`] connects, closes the sockets that have
+    /// become ready.
     fn start_queued(&mut self) {
         let mut started = 0;
         let mut since_poll = 0;
-        while started < self.config.connects_per_turn && self.sockets_open < self.config.max_sockets
-        {
+        while started < self.config.connects_per_turn && self.can_start_more() {
             if since_poll == CONNECTS_BETWEEN_POLLS {
                 self.close_ready_sockets_now();
                 since_poll = 0;
@@ -360,29 +516,52 @@ impl Engine {
             started += 1;
             since_poll += 1;
             let connect_started = Instant::now();
-            match connect::start(probe.address, job.zero_linger, &self.config.binding) {
-                Attempt::InProgress(mut socket) => {
-                    let token = Token(key.to_usize());
-                    let registry = self.poll.registry();
-                    match registry.register(socket.stream_mut(), token, Interest::WRITABLE) {
-                        Ok(()) => {
-                            if let Some(probe) = self.probes.get_mut(key) {
-                                probe.state = ProbeState::Connecting(socket, connect_started);
-                                self.sockets_open += 1;
-                            }
-                        }
-                        Err(error) => self.finish_probe(key, Err(error), Instant::now()),
-                    }
-                }
-                Attempt::Answered(result) => {
+            let attempt = connect::start(probe.address, job.zero_linger, &self.config.binding);
+            match attempt {
+                Ok(Attempt::InProgress(socket)) => self.register(key, socket, connect_started),
+                Ok(Attempt::Answered(result)) => {
                     let now = Instant::now();
                     let outcome = result.map(|()| Outcome::Open {
                         rtt: now - connect_started,
                     });
-                    self.finish_probe(key, outcome, now);
+                    self.finish_probe(key, outcome, connect_started, now);
+                }
+                Err(error)
+                    if crate::sys::is_out_of_descriptors(&error) && self.sockets_open > 0 =>
+                {
+                    // Our own sockets hold the descriptors: wait for one of them to close.
+                    self.out_of_descriptors = true;
+                    self.queued.push_front(key);
+                }
+                Err(error) => {
+                    let now = Instant::now();
+                    self.finish_probe(key, Err(error), now, now);
                 }
             }
         }
+    }
+
+    /// Hands a connecting socket to the poller, with a deadline for its answer.
+    fn register(&mut self, key: Key, mut socket: Connecting, connect_started: Instant) {
+        let token = Token(key.to_usize());
+        let registry = self.poll.registry();
+        if let Err(error) = registry.register(socket.stream_mut(), token, Interest::WRITABLE) {
+            let now = Instant::now();
+            return self.finish_probe(key, Err(error), now, now);
+        }
+        let Some(probe) = self.probes.get_mut(key) else {
+            return;
+        };
+        let left = match self.jobs.get(probe.job) {
+            Some(job) => job
+                .timeout
+                .saturating_sub(job.resolve_time().unwrap_or_default()),
+            None => Duration::ZERO,
+        };
+        probe.state = ProbeState::Connecting(socket, connect_started);
+        self.sockets_open += 1;
+        self.probe_timers
+            .insert(key, later_by(connect_started, left));
     }
 
     /// Polls without waiting and closes the sockets that are ready. A failure to poll is left
@@ -412,67 +591,149 @@ impl Engine {
             else {
                 continue;
             };
-            let rtt = now.saturating_duration_since(*connect_started);
+            let connect_started = *connect_started;
+            let rtt = now.saturating_duration_since(connect_started);
             let outcome = socket.result().map(|()| Outcome::Open { rtt });
-            self.finish_probe(key, outcome, now);
+            self.finish_probe(key, outcome, connect_started, now);
         }
         self.events = events;
     }
 
-    /// Closes the probe's socket, if any, and records its answer in its job.
-    fn finish_probe(&mut self, key: Key, outcome: io::Result<Outcome>, now: Instant) {
+    /// Closes the probe's socket, if any, and records its answer in its job. `connect_started`
+    /// is when its SYN went out (or, for an attempt that failed before, when it failed).
+    fn finish_probe(
+        &mut self,
+        key: Key,
+        outcome: io::Result<Outcome>,
+        connect_started: Instant,
+        now: Instant,
+    ) {
         let Some(probe) = self.remove_probe(key) else {
             return;
         };
         // close() now, before anything else happens: RST if connected.
-        if let ProbeState::Connecting(socket, _) = probe.state {
-            socket.close();
-        }
-        let Some(job) = self.jobs.get_mut(probe.job) else {
+        drop(probe.state);
+        let Some(job) = self.jobs.get(probe.job) else {
             return;
         };
-        job.probes.remove(key);
         let result = match outcome {
             Ok(outcome) => Ok(outcome),
             Err(error) => Outcome::from_connect_error(&error).ok_or(error),
         };
         let answer = match result {
-            Ok(outcome) => Ok(Report::new(
-                Some(probe.address),
-                outcome,
-                now.saturating_duration_since(job.started),
-                None,
-            )),
+            Ok(outcome) => {
+                let resolve_time = job.resolve_time();
+                let connecting = now.saturating_duration_since(connect_started);
+                let elapsed = resolve_time.unwrap_or_default() + connecting;
+                Ok(Report::new(
+                    Some(probe.address),
+                    outcome,
+                    elapsed,
+                    resolve_time,
+                ))
+            }
             Err(error) => Err(CheckError::from_io(
                 describe_address(&job.target, probe.address),
                 error,
             )),
         };
+        self.answer_probe(probe.job, key, probe.index, answer);
+    }
+
+    /// Records a probe's answer in its job, and finishes the job once it has its answer.
+    fn answer_probe(
+        &mut self,
+        job_key: Key,
+        probe: Key,
+        index: usize,
+        answer: Result<Report, CheckError>,
+    ) {
+        let Some(job) = self.jobs.get_mut(job_key) else {
+            return;
+        };
+        job.probes.remove(probe);
         let open = answer.as_ref().is_ok_and(Report::is_open);
-        job.answers.record(probe.index, answer);
+        job.answers.record(index, answer);
         if job.probes.is_empty() || (open && job.scope == Scope::Best) {
-            self.finish_job(probe.job, Ok(()));
+            self.finish_job(job_key, Ok(()));
         }
     }
 
-    /// Answers every job whose deadline has passed with "timed out" for what is still pending.
+    /// Answers every deadline that has passed: probes without an answer from their target are
+    /// timed out, checks that could not start in time fail as not started.
     fn expire(&mut self, now: Instant) {
-        while let Some(key) = self.timers.pop_expired(now) {
-            let Some(job) = self.jobs.get_mut(key) else {
-                continue;
-            };
-            let elapsed = now.saturating_duration_since(job.started);
-            if job.addresses.is_empty() {
-                job.answers
-                    .record(0, Ok(Report::new(None, Outcome::TimedOut, elapsed, None)));
+        while let Some(key) = self.probe_timers.pop_expired(now) {
+            self.probe_deadline(key, now);
+        }
+        while let Some(key) = self.job_timers.pop_expired(now) {
+            self.job_deadline(key, now);
+        }
+    }
+
+    /// A connecting probe's time is up: timed out, unless the kernel has an answer the loop had
+    /// not seen yet.
+    fn probe_deadline(&mut self, key: Key, now: Instant) {
+        let Some(ProbeState::Connecting(socket, connect_started)) =
+            self.probes.get_mut(key).map(|probe| &mut probe.state)
+        else {
+            return;
+        };
+        let connect_started = *connect_started;
+        let outcome = match socket.result_now() {
+            None => Ok(Outcome::TimedOut),
+            Some(result) => result.map(|()| Outcome::Open {
+                rtt: now.saturating_duration_since(connect_started),
+            }),
+        };
+        self.finish_probe(key, outcome, connect_started, now);
+    }
+
+    /// The end of a job's phase: its resolution took the whole timeout, or it waited longer
+    /// than its `start_within` for the checker.
+    fn job_deadline(&mut self, key: Key, now: Instant) {
+        let Some(job) = self.jobs.get_mut(key) else {
+            return;
+        };
+        match job.phase {
+            JobPhase::Resolving(Some(since)) => {
+                let resolving = now.saturating_duration_since(since);
+                let report = Report::new(None, Outcome::TimedOut, resolving, Some(resolving));
+                job.answers.record(0, Ok(report));
+                self.finish_job(key, Ok(()));
             }
-            for &probe_key in job.probes.as_slice() {
-                if let Some(probe) = self.probes.get(probe_key) {
-                    let report = Report::new(Some(probe.address), Outcome::TimedOut, elapsed, None);
-                    job.answers.record(probe.index, Ok(report));
+            JobPhase::Resolving(None) => {
+                let error = not_started(&job.target.to_string()).with_detail(
+                    "every resolver thread was busy with other names until the check's \
+                     start_within passed (a slow DNS server?); raise resolver_threads",
+                );
+                self.finish_job(key, Err(error));
+            }
+            JobPhase::Connecting { .. } => {
+                let waiting: Vec<(Key, usize, SocketAddr)> = job
+                    .probes
+                    .as_slice()
+                    .iter()
+                    .filter_map(|&probe| {
+                        let probe_ref = self.probes.get(probe)?;
+                        matches!(probe_ref.state, ProbeState::Queued).then_some((
+                            probe,
+                            probe_ref.index,
+                            probe_ref.address,
+                        ))
+                    })
+                    .collect();
+                for (probe, index, address) in waiting {
+                    let Some(job) = self.jobs.get(key) else {
+                        return;
+                    };
+                    let error = not_started(&describe_address(&job.target, address)).with_detail(
+                        "no socket slot came free before the check's start_within passed \
+                         (max_sockets, or the open-files limit)",
+                    );
+                    self.remove_probe(probe);
+                    self.answer_probe(key, probe, index, Err(error));
                 }
             }
-            self.finish_job(key, Ok(()));
         }
     }
 
@@ -482,7 +743,7 @@ impl Engine {
         let Some(job) = self.jobs.remove(key) else {
             return;
         };
-        self.timers.remove(key);
+        self.job_timers.remove(key);
         self.drop_probes(&job);
         let delivery = match failure {
             Err(error) => Delivery::failed(error),
@@ -499,11 +760,14 @@ impl Engine {
         }
     }
 
-    /// Removes a probe (its socket, if any, is closed when the probe is dropped).
+    /// Removes a probe and its deadline (its socket, if any, is closed when the probe is
+    /// dropped).
     fn remove_probe(&mut self, key: Key) -> Option<Probe> {
         let probe = self.probes.remove(key)?;
         if let ProbeState::Connecting(..) = probe.state {
             self.sockets_open -= 1;
+            self.out_of_descriptors = false;
+            self.probe_timers.remove(key);
         }
         Some(probe)
     }
@@ -511,6 +775,16 @@ impl Engine {
     fn deliver(&mut self) {
         if !self.deliveries.is_empty() {
             sink::deliver_all(&mut self.deliveries);
+        }
+    }
+}
+
+impl Job {
+    /// The time its name took to resolve, once resolved; `None` for an IP address.
+    fn resolve_time(&self) -> Option<Duration> {
+        match self.phase {
+            JobPhase::Connecting { resolve_time } => resolve_time,
+            JobPhase::Resolving(_) => None,
         }
     }
 }
@@ -576,6 +850,27 @@ impl Answers {
             ),
         }
     }
+}
+
+/// `at` plus `duration`, or far in the future where that cannot be represented.
+fn later_by(at: Instant, duration: Duration) -> Instant {
+    at.checked_add(duration)
+        .unwrap_or_else(|| at + Duration::from_secs(365 * 24 * 3600))
+}
+
+/// A copy of a lookup's answer, for one more check that waited for it.
+fn copy_answer(answer: &io::Result<Vec<IpAddr>>) -> io::Result<Vec<IpAddr>> {
+    match answer {
+        Ok(addresses) => Ok(addresses.clone()),
+        Err(error) => Err(match error.raw_os_error() {
+            Some(errno) => io::Error::from_raw_os_error(errno),
+            None => io::Error::new(error.kind(), error.to_string()),
+        }),
+    }
+}
+
+fn not_started(target: &str) -> CheckError {
+    CheckError::new(ErrorKind::NotStarted, target)
 }
 
 fn too_many_checks(target: &Target) -> CheckError {

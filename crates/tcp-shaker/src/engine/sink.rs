@@ -3,8 +3,14 @@
 //!
 //! The event loop collects the results of one turn and hands them over at the end of it, so a
 //! queue's consumer is woken once per turn, not once per check.
+//!
+//! Every check gets exactly one result, whatever happens: a [`Sink`] dropped without one (its
+//! check lost in a loop that panicked, say) delivers "checker stopped" as it goes. Wakers are
+//! the caller's code, run on the loop's thread: each is called under `catch_unwind`, so a
+//! waker that panics loses nobody else's result and does not end the loop.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -64,32 +70,42 @@ impl Delivery {
     }
 }
 
-/// The receiving end of one check.
-pub(crate) enum Sink {
+/// The receiving end of one check; delivers "checker stopped" if dropped without a result.
+pub(crate) struct Sink(Option<Receiver>);
+
+enum Receiver {
     Waiter(Arc<Slot>),
     Queue { queue: Arc<Queue>, tag: u64 },
 }
 
 impl Sink {
+    /// Results go to one waiter (a future, or a blocked thread).
+    pub(crate) fn waiter(slot: Arc<Slot>) -> Sink {
+        Sink(Some(Receiver::Waiter(slot)))
+    }
+
+    /// Results go to a batch's queue, with this tag.
+    pub(crate) fn queue(queue: Arc<Queue>, tag: u64) -> Sink {
+        Sink(Some(Receiver::Queue { queue, tag }))
+    }
+
     /// Whether nobody waits for the result any more (a dropped future or batch).
     pub(crate) fn is_abandoned(&self) -> bool {
-        match self {
-            Sink::Waiter(slot) => slot.is_cancelled(),
-            Sink::Queue { queue, .. } => queue.closed.load(Ordering::Relaxed),
-        }
+        self.0.as_ref().is_none_or(Receiver::is_abandoned)
     }
 
     /// Whether results go to `queue`.
     pub(crate) fn is_for(&self, queue: &Arc<Queue>) -> bool {
-        matches!(self, Sink::Queue { queue: ours, .. } if Arc::ptr_eq(ours, queue))
+        matches!(&self.0, Some(Receiver::Queue { queue: ours, .. }) if Arc::ptr_eq(ours, queue))
     }
 
     /// Tells the waiter which job carries its check, so that it can cancel it. Returns false
     /// if the waiter has already gone.
     pub(crate) fn bind(&self, job: Key) -> bool {
-        match self {
-            Sink::Waiter(slot) => slot.bind(job),
-            Sink::Queue { .. } => true,
+        match &self.0 {
+            Some(Receiver::Waiter(slot)) => slot.bind(job),
+            Some(Receiver::Queue { .. }) => true,
+            None => false,
         }
     }
 
@@ -97,24 +113,58 @@ impl Sink {
     pub(crate) fn deliver(self, delivery: Delivery) {
         deliver_all(&mut vec![(self, delivery)]);
     }
+
+    fn queue_of(&self) -> Option<&Arc<Queue>> {
+        match &self.0 {
+            Some(Receiver::Queue { queue, .. }) => Some(queue),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Some(receiver) = self.0.take() {
+            if !receiver.is_abandoned() {
+                let error = CheckError::new(ErrorKind::Stopped, String::new())
+                    .with_detail("the event loop ended before the check had a result");
+                deliver_all(&mut vec![(Sink(Some(receiver)), Delivery::failed(error))]);
+            }
+        }
+    }
+}
+
+impl Receiver {
+    fn is_abandoned(&self) -> bool {
+        match self {
+            Receiver::Waiter(slot) => slot.is_cancelled(),
+            Receiver::Queue { queue, .. } => queue.closed.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Hands over a turn's results, taking each queue's lock once for its whole run of results and
 /// waking its consumer once.
 pub(crate) fn deliver_all(deliveries: &mut Vec<(Sink, Delivery)>) {
     let mut pending = deliveries.drain(..).peekable();
-    while let Some((sink, delivery)) = pending.next() {
-        match sink {
-            Sink::Waiter(slot) => slot.deliver(delivery),
-            Sink::Queue { queue, tag } => {
+    while let Some((mut sink, delivery)) = pending.next() {
+        match sink.0.take() {
+            None => {}
+            Some(Receiver::Waiter(slot)) => slot.deliver(delivery),
+            Some(Receiver::Queue { queue, tag }) => {
                 let mut state = queue.lock();
                 state.completions.push_back((tag, delivery));
-                while let Some((Sink::Queue { queue: next, .. }, _)) = pending.peek() {
-                    if !Arc::ptr_eq(next, &queue) {
+                while let Some((next, _)) = pending.peek() {
+                    if !next
+                        .queue_of()
+                        .is_some_and(|next| Arc::ptr_eq(next, &queue))
+                    {
                         break;
                     }
-                    if let Some((Sink::Queue { tag, .. }, delivery)) = pending.next() {
-                        state.completions.push_back((tag, delivery));
+                    if let Some((mut next, delivery)) = pending.next() {
+                        if let Some(Receiver::Queue { tag, .. }) = next.0.take() {
+                            state.completions.push_back((tag, delivery));
+                        }
                     }
                 }
                 let waiting = std::mem::replace(&mut state.consumer_waiting, false);
@@ -165,8 +215,15 @@ impl Slot {
         let waker = state.waker.take();
         drop(state);
         if let Some(waker) = waker {
-            waker.wake();
+            // The waker is the caller's code: a panic in it (or in its drop) is its own task's
+            // business, and must not reach the loop.
+            let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
         }
+    }
+
+    /// Whether the loop has taken the check on (or the waiter has gone).
+    pub(crate) fn is_taken(&self) -> bool {
+        self.job.load(Ordering::Acquire) != UNBOUND
     }
 
     /// The result if it has come; otherwise remembers the task's waker, replacing the stored
