@@ -128,7 +128,10 @@ impl Batch {
         }
     }
 
-    /// Adds a check, tagged with `tag` for recognising its result; its deadline runs from now.
+    /// Adds a check, tagged with `tag` for recognising its result. Its wait for the checker
+    /// runs from now (see [`CheckOptions::start_within`]: a batch of more checks than the
+    /// checker holds at once waits its turn, so give it room there); its timeout from the
+    /// moment its SYN goes out.
     ///
     /// Fails at once, adding nothing, if the target or the options are invalid. Every other
     /// failure (including a stopped checker) arrives as the check's result.

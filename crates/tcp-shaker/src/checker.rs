@@ -111,7 +111,8 @@ impl Checker {
 
     /// The same check as [`check`](Checker::check), as a future for any executor.
     ///
-    /// Nothing is sent until the future is first polled; the deadline runs from then.
+    /// Nothing is sent until the future is first polled; its wait for the checker runs from
+    /// then, its timeout from the moment its SYN goes out.
     /// Dropping the future cancels the check and closes its socket.
     ///
     /// ```
@@ -301,8 +302,11 @@ impl CheckerBuilder {
     }
 
     /// How many checks may have a socket open at once (default: the process's soft limit of
-    /// open files, less 64 for the rest of the program). Further checks wait in the loop's queue,
-    /// their deadlines running, instead of failing for want of descriptors.
+    /// open files, less 64 for the rest of the program, or less half of it under a limit below
+    /// 128: never more than the limit allows). Further checks wait in the loop's queue for up to
+    /// their [`start_within`](crate::CheckOptions::start_within), not their timeouts, instead
+    /// of failing for want of descriptors; so do checks that find the process out of
+    /// descriptors while the checker's own sockets hold some.
     pub fn max_sockets(mut self, sockets: usize) -> CheckerBuilder {
         self.max_sockets = sockets.max(1);
         self

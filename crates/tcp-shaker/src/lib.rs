@@ -54,9 +54,27 @@
 //!
 //! A [`Checker`] owns one event-loop thread (a `mio` poller) that serves checks from any
 //! number of threads and tasks. Checks in flight sit in a slab keyed by poll token, with their
-//! deadlines in a heap; host names are resolved on a few threads of their own, within the
-//! deadline. A check's outcome is data ([`Outcome`]); a check that could not be made at all is a
+//! deadlines in a heap; host names are resolved on threads of their own, within the check's
+//! timeout. A check's outcome is data ([`Outcome`]); a check that could not be made at all is a
 //! [`CheckError`] that names its target.
+//!
+//! # Whose time a timeout is
+//!
+//! A check's timeout is the target's time: the time its name takes to resolve, plus the time its
+//! SYN waits for an answer, counted from the moment `connect()` sends it. [`Outcome::TimedOut`]
+//! means the target (or the network, or its DNS server) was silent for that long:
+//! [`Report::phase`] says whether in resolving or in connecting. Time a check spends waiting
+//! for the checker itself (a turn of the event loop, a resolver thread, one of its
+//! [`max_sockets`](CheckerBuilder::max_sockets)) never counts against the target; it is bounded
+//! by [`CheckOptions::start_within`] (by default, as long as the timeout), and a check that
+//! could not start within it fails with [`ErrorKind::NotStarted`], having sent nothing.
+//!
+//! # However the process ends
+//!
+//! Every socket has zero linger before its SYN goes out, so the kernel resets it whenever it is
+//! closed: by the loop, or by the kernel itself when the process is killed. If the event loop
+//! ends for any reason, every pending check, future and batch gets [`ErrorKind::Stopped`] at
+//! once; a resolver or a waker that panics takes nothing else down with it.
 //!
 //! # Processes that fork
 //!
@@ -65,6 +83,10 @@
 //! is really closed, with RST, only at the child's `exec()`, and keeps its local port until then.
 //! `std::process::Command` execs at once, which costs nothing noticeable; a child that forks
 //! without `exec()` and outlives the 200 ms delayed-ACK timer would let the final ACK out.
+//!
+//! A checker does not survive into a forked child (its event-loop thread stays in the parent):
+//! there its checks fail at once with [`ErrorKind::Stopped`], saying so. Make a new checker in
+//! the child.
 
 #![deny(missing_docs)]
 #![cfg_attr(

@@ -1,4 +1,5 @@
-//! How one check is made: its deadline, the address family, and how the socket is closed.
+//! How one check is made: its timeout and its wait for the checker, the address family, and how
+//! the socket is closed.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -56,7 +57,9 @@ pub struct CheckOptions {
 }
 
 impl CheckOptions {
-    /// Options with this timeout: one deadline for the whole check, name resolution included.
+    /// Options with this timeout: the target's time, name resolution included, counted from
+    /// the start of resolution (for a name) and from the moment the SYN goes out, never
+    /// including the wait for the checker itself (see [`start_within`](CheckOptions::start_within)).
     ///
     /// A zero timeout is refused when the check starts. A timeout too long to represent is
     /// capped at a year; the kernel gives up on an unanswered SYN long before (about two

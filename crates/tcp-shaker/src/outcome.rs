@@ -21,8 +21,10 @@ pub enum Outcome {
     },
     /// The host answered with RST: it is up, but nothing listens on the port.
     Closed,
-    /// No answer before the deadline (nmap calls this *filtered*): the host is down, a firewall
-    /// drops the SYN, or the server's accept queue is full.
+    /// No answer within the timeout (nmap calls this *filtered*): the host is down, a firewall
+    /// drops the SYN, or the server's accept queue is full; or, in [`Phase::Resolve`], the name
+    /// did not resolve in time. Never the checker's own delay: see
+    /// [`ErrorKind::NotStarted`](crate::ErrorKind::NotStarted).
     TimedOut,
     /// The network said there is no way there: ICMP host or network unreachable,
     /// administratively prohibited, or a local `unreachable`/`prohibit` route.

@@ -1,8 +1,12 @@
 //! Turning host names into addresses, pluggably.
 //!
-//! A [`Checker`](crate::Checker) resolves names on a small pool of its own threads, never on the
-//! event loop, and bounds every lookup by the check's deadline: a lookup that outlives it makes
-//! the check time out while the lookup finishes unobserved. The resolver itself is a trait, so
+//! A [`Checker`](crate::Checker) resolves names on threads of its own, never on the event loop,
+//! and bounds every lookup by the check's timeout: a lookup that outlives it makes the check time
+//! out (in [`Phase::Resolve`](crate::Phase::Resolve)) while the lookup finishes unobserved.
+//! Threads start as names need them, up to
+//! [`resolver_threads`](crate::CheckerBuilder::resolver_threads), so that a slow DNS server
+//! holds only the threads of its own names; checks of a name being looked up share the lookup.
+//! There is no cache of answers: the system's resolver (nscd, systemd-resolved) brings its own. The resolver itself is a trait, so
 //! that tests can inject slow or failing ones and services can bring their own cache.
 
 use std::io;
@@ -10,8 +14,9 @@ use std::net::{IpAddr, ToSocketAddrs};
 
 /// Resolves host names to IP addresses.
 ///
-/// Implementations may block: they run on the checker's resolver threads. Closures of the right
-/// shape are resolvers too:
+/// Implementations may block: they run on the checker's resolver threads. One that panics fails
+/// the checks of that name with [`ErrorKind::Resolve`](crate::ErrorKind::Resolve), and the
+/// other lookups go on. Closures of the right shape are resolvers too:
 ///
 /// ```
 /// use std::net::{IpAddr, Ipv4Addr, TcpListener};
