@@ -122,3 +122,28 @@ pub fn missing_tool<'a>(tools: &[&'a str]) -> Option<&'a str> {
         })
     })
 }
+
+/// Why a name lookup made inside a namespace could be answered from outside it, if it could:
+/// nscd, or a name service that talks to a daemon over a Unix socket (which no network
+/// namespace confines), such as systemd-resolved's.
+pub fn lookups_escape_namespaces() -> Option<String> {
+    for socket in ["/run/nscd/socket", "/var/run/nscd/socket"] {
+        if std::path::Path::new(socket).exists() {
+            return Some(format!(
+                "nscd listens on {socket} and would look names up outside"
+            ));
+        }
+    }
+    let nsswitch = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+    let hosts = nsswitch
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("hosts:"))
+        .unwrap_or("files dns");
+    hosts
+        .split_whitespace()
+        .filter(|word| !word.starts_with('[') && !word.ends_with(']'))
+        .find(|source| !matches!(*source, "files" | "dns" | "myhostname"))
+        .map(|source| {
+            format!("/etc/nsswitch.conf looks hosts up with `{source}`, which may reach outside")
+        })
+}
