@@ -7,17 +7,16 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::thread;
 
-use crate::batch::Batch;
-use crate::engine::{Binding, Command, Config, Engine, Inbox, LoopFinished, Request, Scope, Sink};
+use crate::client::Client;
+use crate::engine::{Binding, Config, Engine};
 use crate::error::CheckError;
-use crate::future::{Check, CheckEveryAddress};
+use crate::inbox::{Inbox, LoopFinished};
 use crate::options::CheckOptions;
 use crate::outcome::Report;
 use crate::resolve::{Resolve, SystemResolver};
-use crate::target::{Target, ToTarget};
+use crate::target::ToTarget;
 
 /// How many connects the loop starts between two polls, at most.
 ///
@@ -52,31 +51,7 @@ const DEFAULT_RESOLVER_THREADS: usize = 64;
 /// ```
 #[derive(Clone)]
 pub struct Checker {
-    handle: Arc<Handle>,
-}
-
-/// Stops the loop when the last clone of a checker goes.
-struct Handle {
-    inbox: Arc<Inbox>,
-    /// The loop's thread, when the checker spawned it: joined on drop, so that the loop's own
-    /// descriptors are closed when the last handle is gone.
-    loop_thread: Option<JoinHandle<io::Result<()>>>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.inbox.stop();
-        if self.inbox.is_other_process() {
-            // A forked child has a copy of the handle but not the thread: nothing to join.
-            return;
-        }
-        if let Some(loop_thread) = self.loop_thread.take() {
-            // The last handle can be dropped on the loop's own thread (by a waker it runs).
-            if loop_thread.thread().id() != thread::current().id() {
-                let _ = loop_thread.join();
-            }
-        }
-    }
+    client: Client,
 }
 
 impl Checker {
@@ -109,28 +84,6 @@ impl Checker {
         self.check_async(target, options).wait()
     }
 
-    /// The same check as [`check`](Checker::check), as a future for any executor.
-    ///
-    /// Nothing is sent until the future is first polled; its wait for the checker runs from
-    /// then, its timeout from the moment its SYN goes out.
-    /// Dropping the future cancels the check and closes its socket.
-    ///
-    /// ```
-    /// use std::net::TcpListener;
-    /// use std::time::Duration;
-    /// use tcp_shaker::Checker;
-    ///
-    /// let listener = TcpListener::bind("127.0.0.1:0")?;
-    /// let checker = Checker::new()?;
-    /// let check = checker.check_async(listener.local_addr()?, Duration::from_secs(1));
-    /// let report = pollster::block_on(check)?;
-    /// assert!(report.is_open());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn check_async(&self, target: impl ToTarget, options: impl Into<CheckOptions>) -> Check {
-        Check::new(self.clone(), target.to_target(), options.into())
-    }
-
     /// Checks every address `target` resolves to (of the family asked for), at once, and
     /// returns one result per address in resolver order.
     ///
@@ -145,70 +98,24 @@ impl Checker {
         self.check_every_address_async(target, options).wait()
     }
 
-    /// The same as [`check_every_address`](Checker::check_every_address), as a future.
-    pub fn check_every_address_async(
-        &self,
-        target: impl ToTarget,
-        options: impl Into<CheckOptions>,
-    ) -> CheckEveryAddress {
-        CheckEveryAddress::new(self.clone(), target.to_target(), options.into())
-    }
-
-    /// A batch: many checks submitted at once, their results taken as they finish. The way to
-    /// run thousands of checks with the least overhead (no allocation per check for IP targets).
-    pub fn batch(&self) -> Batch {
-        Batch::new(self.clone())
-    }
-
     /// Stops the event loop: every check in flight or queued fails at once with
     /// [`ErrorKind::Stopped`](crate::ErrorKind::Stopped), every socket is closed, and later checks fail the same way.
     ///
     /// Returns once the loop has closed its sockets and its poller (at once if the loop never
     /// ran). When the last handle is dropped, the loop's thread has ended too.
     pub fn stop(&self) {
-        self.handle.inbox.stop();
+        self.client.stop();
     }
 
     /// Whether the checker has been stopped.
     pub fn is_stopped(&self) -> bool {
-        self.handle.inbox.is_stopped()
+        self.client.is_stopped()
     }
 
-    fn with_handle(inbox: Arc<Inbox>, loop_thread: Option<JoinHandle<io::Result<()>>>) -> Checker {
-        Checker {
-            handle: Arc::new(Handle { inbox, loop_thread }),
-        }
+    /// The handle to the loop that the futures and batches of this checker hold.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
-
-    /// Hands a check to the loop; if it is refused (a stopped checker, a forked process), the
-    /// check's sink has its error.
-    pub(crate) fn submit(&self, request: Request) {
-        let _ = self.handle.inbox.send(Command::Check(request));
-    }
-
-    pub(crate) fn inbox(&self) -> &Inbox {
-        &self.handle.inbox
-    }
-}
-
-/// A request for the loop, submitted now.
-pub(crate) fn request(
-    target: Target,
-    options: &CheckOptions,
-    scope: Scope,
-    sink: Sink,
-) -> Result<Request, CheckError> {
-    let (timeout, start_within) = options.times(&target)?;
-    Ok(Request {
-        target,
-        submitted: Instant::now(),
-        timeout,
-        start_within,
-        family: options.family,
-        zero_linger: options.zero_linger,
-        scope,
-        sink,
-    })
 }
 
 /// Settings for a [`Checker`], then how to run it.
@@ -318,14 +225,19 @@ impl CheckerBuilder {
         let loop_thread = thread::Builder::new()
             .name("tcp-shaker".into())
             .spawn(move || event_loop.run())?;
-        Ok(Checker::with_handle(inbox, Some(loop_thread)))
+        Ok(Checker {
+            client: Client::new(inbox, Some(loop_thread)),
+        })
     }
 
     /// Builds the checker and its loop without starting it: run the loop with
     /// [`EventLoop::run`] on a thread of your choosing. Checks submitted before then wait.
     pub fn build(self) -> io::Result<(Checker, EventLoop)> {
         let (inbox, event_loop) = self.build_loop()?;
-        Ok((Checker::with_handle(inbox, None), event_loop))
+        let checker = Checker {
+            client: Client::new(inbox, None),
+        };
+        Ok((checker, event_loop))
     }
 
     fn build_loop(self) -> io::Result<(Arc<Inbox>, EventLoop)> {

@@ -1,4 +1,5 @@
-//! Checks as futures, for any executor, and the small `block_on` behind the blocking calls.
+//! Checks as futures, for any executor ([`Checker::check_async`] and its sibling), and the
+//! blocking wait behind [`Checker::check`].
 //!
 //! A future submits its check on first poll and parks its waker in a slot that the event loop
 //! fills; it stores a new waker only when the task polling it changes. Dropping it before the
@@ -11,12 +12,14 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use crate::checker::{self, Checker};
-use crate::engine::{Command, Delivery, EveryAddress, Scope, Sink, Slot};
+use crate::checker::Checker;
+use crate::client::{self, Client};
+use crate::delivery::{Delivery, EveryAddress, Sink, Slot};
 use crate::error::{CheckError, ErrorKind};
+use crate::inbox::Scope;
 use crate::options::CheckOptions;
 use crate::outcome::Report;
-use crate::target::Target;
+use crate::target::{Target, ToTarget};
 
 /// A check in progress, from [`Checker::check_async`]; resolves to the same result as
 /// [`Checker::check`].
@@ -31,14 +34,43 @@ pub struct CheckEveryAddress {
     pending: Pending,
 }
 
+impl Checker {
+    /// The same check as [`check`](Checker::check), as a future for any executor.
+    ///
+    /// Nothing is sent until the future is first polled; its wait for the checker runs from
+    /// then, its timeout from the moment its SYN goes out.
+    /// Dropping the future cancels the check and closes its socket.
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use std::time::Duration;
+    /// use tcp_shaker::Checker;
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let checker = Checker::new()?;
+    /// let check = checker.check_async(listener.local_addr()?, Duration::from_secs(1));
+    /// let report = pollster::block_on(check)?;
+    /// assert!(report.is_open());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_async(&self, target: impl ToTarget, options: impl Into<CheckOptions>) -> Check {
+        Check::new(self.client().clone(), target.to_target(), options.into())
+    }
+
+    /// The same as [`check_every_address`](Checker::check_every_address), as a future.
+    pub fn check_every_address_async(
+        &self,
+        target: impl ToTarget,
+        options: impl Into<CheckOptions>,
+    ) -> CheckEveryAddress {
+        CheckEveryAddress::new(self.client().clone(), target.to_target(), options.into())
+    }
+}
+
 impl Check {
-    pub(crate) fn new(
-        checker: Checker,
-        target: Result<Target, CheckError>,
-        options: CheckOptions,
-    ) -> Check {
+    fn new(client: Client, target: Result<Target, CheckError>, options: CheckOptions) -> Check {
         Check {
-            pending: Pending::new(checker, target, options, Scope::Best),
+            pending: Pending::new(client, target, options, Scope::Best),
         }
     }
 
@@ -49,13 +81,13 @@ impl Check {
 }
 
 impl CheckEveryAddress {
-    pub(crate) fn new(
-        checker: Checker,
+    fn new(
+        client: Client,
         target: Result<Target, CheckError>,
         options: CheckOptions,
     ) -> CheckEveryAddress {
         CheckEveryAddress {
-            pending: Pending::new(checker, target, options, Scope::Every),
+            pending: Pending::new(client, target, options, Scope::Every),
         }
     }
 
@@ -83,7 +115,7 @@ impl Future for CheckEveryAddress {
 
 /// The state shared by both futures.
 struct Pending {
-    checker: Checker,
+    client: Client,
     scope: Scope,
     state: State,
 }
@@ -100,13 +132,13 @@ enum State {
 
 impl Pending {
     fn new(
-        checker: Checker,
+        client: Client,
         target: Result<Target, CheckError>,
         options: CheckOptions,
         scope: Scope,
     ) -> Pending {
         Pending {
-            checker,
+            client,
             scope,
             state: State::NotSent(target.map(|target| (target, options))),
         }
@@ -120,13 +152,13 @@ impl Pending {
                 // The waker goes in before the check goes out, so no result can miss it.
                 let _ = slot.poll(cx);
                 let sink = Sink::waiter(Arc::clone(&slot));
-                let request = match checker::request(target, &options, self.scope, sink) {
+                let request = match client::request(target, &options, self.scope, sink) {
                     Ok(request) => request,
                     Err(error) => return Poll::Ready(Delivery::failed(error)),
                 };
                 let start_within = request.start_within;
                 // A refused check has its error in the slot already.
-                self.checker.submit(request);
+                self.client.submit(request);
                 let polled = slot.poll(cx);
                 if polled.is_pending() {
                     self.state = State::Sent { slot, start_within };
@@ -196,8 +228,7 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if let State::Sent { slot, .. } = &self.state {
             if let Some(job) = slot.cancel() {
-                // A stopped checker has already closed everything: nothing left to cancel.
-                let _ = self.checker.inbox().send(Command::Cancel(job));
+                self.client.cancel(job);
             }
         }
     }

@@ -96,12 +96,16 @@
 
 mod batch;
 mod checker;
+mod client;
+mod delivery;
 mod engine;
 mod error;
 mod future;
+mod inbox;
 mod options;
 mod outcome;
 mod resolve;
+mod slab;
 mod sys;
 mod target;
 

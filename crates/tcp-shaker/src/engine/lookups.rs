@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::inbox::{Command, Inbox};
+use crate::inbox::{Command, Inbox};
 use crate::resolve::Resolve;
 
 /// How long a resolver thread waits for work before it ends.

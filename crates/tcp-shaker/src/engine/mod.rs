@@ -32,10 +32,7 @@
 
 mod connect;
 mod few;
-mod inbox;
 mod lookups;
-mod sink;
-mod slab;
 mod timers;
 
 use std::collections::{HashMap, VecDeque};
@@ -49,16 +46,15 @@ use mio::{Events, Interest, Poll, Token};
 pub(crate) use self::connect::Binding;
 use self::connect::{Attempt, Connecting};
 use self::few::Few;
-pub(crate) use self::inbox::{Command, Inbox, LoopFinished, Request, Scope};
-use self::inbox::{Taken, WAKER_TOKEN};
 use self::lookups::{Lookups, Queued};
-pub(crate) use self::sink::{Arrived, Delivery, EveryAddress, Queue, Sink, Slot, Wait};
-use self::slab::{Key, Slab};
 use self::timers::Timers;
+use crate::delivery::{self, Delivery, Queue, Sink};
 use crate::error::{CheckError, ErrorKind};
+use crate::inbox::{Command, Inbox, Request, Scope, Taken, WAKER_TOKEN};
 use crate::options::Family;
 use crate::outcome::{Outcome, Report};
 use crate::resolve::Resolve;
+use crate::slab::{Key, Slab};
 use crate::target::{Host, Target};
 
 /// How many events one poll returns at most.
@@ -206,7 +202,11 @@ impl Engine {
             self.admit_commands();
             self.start_queued();
             self.deliver();
-            let timeout = self.poll_timeout();
+            let timeout = if self.can_start_more() || !self.inbox.prepare_to_sleep() {
+                Some(Duration::ZERO)
+            } else {
+                self.time_to_next_deadline()
+            };
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -219,13 +219,8 @@ impl Engine {
         }
     }
 
-    /// How long the coming poll may block: not at all while there is work to start or commands
-    /// wait (else the inbox is told that the loop sleeps, so that the next command wakes it),
-    /// and at most until the next deadline.
-    fn poll_timeout(&self) -> Option<Duration> {
-        if self.can_start_more() || !self.inbox.may_sleep() {
-            return Some(Duration::ZERO);
-        }
+    /// The time until the earliest deadline of a job or a probe; `None` if there is none.
+    fn time_to_next_deadline(&self) -> Option<Duration> {
         let next = match (
             self.job_timers.next_deadline(),
             self.probe_timers.next_deadline(),
@@ -774,7 +769,7 @@ impl Engine {
 
     fn deliver(&mut self) {
         if !self.deliveries.is_empty() {
-            sink::deliver_all(&mut self.deliveries);
+            delivery::deliver_all(&mut self.deliveries);
         }
     }
 }

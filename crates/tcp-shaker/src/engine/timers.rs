@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use super::slab::Key;
+use crate::slab::Key;
 
 const NOT_QUEUED: u32 = u32::MAX;
 
@@ -117,8 +117,8 @@ impl Timers {
 
 #[cfg(test)]
 mod tests {
-    use super::super::slab::Slab;
     use super::*;
+    use crate::slab::Slab;
     use std::time::Duration;
 
     #[test]

@@ -1,4 +1,5 @@
-//! The one door into the event loop: commands from any thread, and the loop's wake-up.
+//! The one door into the event loop: the protocol between the clients and the loop (requests
+//! and commands), from any thread, and the loop's wake-up.
 //!
 //! Submitters append commands under a mutex and write to the loop's waker only when the loop is
 //! asleep in `poll` with nothing queued, so a burst of submissions costs one wake-up. The inbox
@@ -16,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token, Waker};
 
-use super::sink::{Delivery, Queue, Sink};
-use super::slab::Key;
+use crate::delivery::{Delivery, Queue, Sink};
 use crate::error::{CheckError, ErrorKind};
 use crate::options::Family;
+use crate::slab::Key;
 use crate::target::Target;
 
 /// The poll token of the inbox's waker; slab keys never take it.
@@ -241,10 +242,10 @@ impl Inbox {
         }
     }
 
-    /// Marks the loop asleep for the poll it is about to make, unless commands are already
-    /// waiting (then it should poll without blocking and come back for them): whether it may
-    /// sleep.
-    pub(crate) fn may_sleep(&self) -> bool {
+    /// Marks the loop asleep for the poll it is about to make, so that the next command wakes
+    /// it, unless commands are already waiting: then it returns false, and the loop should poll
+    /// without blocking and come back for them.
+    pub(crate) fn prepare_to_sleep(&self) -> bool {
         let mut state = self.lock();
         if !state.commands.is_empty() || state.stopped {
             return false;

@@ -16,9 +16,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use super::slab::Key;
 use crate::error::{CheckError, ErrorKind};
 use crate::outcome::Report;
+use crate::slab::Key;
 
 /// The result of a check with one report per address.
 pub(crate) type EveryAddress = Result<Vec<Result<Report, CheckError>>, CheckError>;
@@ -26,9 +26,9 @@ pub(crate) type EveryAddress = Result<Vec<Result<Report, CheckError>>, CheckErro
 /// What a finished check hands to its sink.
 #[derive(Debug)]
 pub(crate) enum Delivery {
-    /// A check of [`Scope::Best`](super::inbox::Scope::Best), or any check that failed as a whole.
+    /// A check of [`Scope::Best`](crate::inbox::Scope::Best), or any check that failed as a whole.
     Best(Result<Report, CheckError>),
-    /// A check of [`Scope::Every`](super::inbox::Scope::Every).
+    /// A check of [`Scope::Every`](crate::inbox::Scope::Every).
     Every(Vec<Result<Report, CheckError>>),
 }
 
