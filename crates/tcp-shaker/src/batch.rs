@@ -4,6 +4,7 @@
 //! its results arrive a turn of the loop at a time, so the cost of crossing threads is paid per
 //! turn, not per check. This is what the command line and the benchmark are built on.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -226,6 +227,15 @@ impl Batch {
             result,
             other_addresses,
         })
+    }
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("checkers", &self.lanes.len())
+            .field("outstanding", &self.outstanding)
+            .finish_non_exhaustive()
     }
 }
 

@@ -4,6 +4,7 @@
 //! from any thread or task. This module owns the checker's life: building, starting (on a thread
 //! of its own or on the caller's), and stopping.
 
+use std::fmt;
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use crate::client::Client;
 use crate::engine::{Binding, Config, Engine};
 use crate::error::CheckError;
 use crate::inbox::{Inbox, LoopFinished};
-use crate::options::CheckOptions;
+use crate::options::{CheckOptions, Handshake};
 use crate::outcome::Report;
 use crate::resolve::{Resolve, SystemResolver};
 use crate::target::ToTarget;
@@ -118,6 +119,14 @@ impl Checker {
     }
 }
 
+impl fmt::Debug for Checker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checker")
+            .field("stopped", &self.is_stopped())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Settings for a [`Checker`], then how to run it.
 ///
 /// ```
@@ -139,6 +148,7 @@ impl Checker {
 #[derive(Clone)]
 pub struct CheckerBuilder {
     zero_linger: bool,
+    handshake: Handshake,
     binding: Binding,
     connects_per_turn: usize,
     max_sockets: usize,
@@ -150,6 +160,7 @@ impl Default for CheckerBuilder {
     fn default() -> CheckerBuilder {
         CheckerBuilder {
             zero_linger: true,
+            handshake: Handshake::platform_default(),
             binding: Binding::default(),
             connects_per_turn: DEFAULT_CONNECTS_PER_TURN,
             max_sockets: default_max_sockets(),
@@ -159,18 +170,43 @@ impl Default for CheckerBuilder {
     }
 }
 
+impl fmt::Debug for CheckerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckerBuilder")
+            .field("zero_linger", &self.zero_linger)
+            .field("handshake", &self.handshake)
+            .field("binding", &self.binding)
+            .field("connects_per_turn", &self.connects_per_turn)
+            .field("max_sockets", &self.max_sockets)
+            .field("resolver_threads", &self.resolver_threads)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CheckerBuilder {
     /// Whether checks close with RST (`true`, the default: the connection never becomes
     /// established on the server) or with FIN (`false`: the server's application accepts each
     /// check and reads end-of-file; for servers that dislike RST). A check can override it with
     /// [`CheckOptions::zero_linger`].
+    #[must_use]
     pub fn zero_linger(mut self, zero_linger: bool) -> CheckerBuilder {
         self.zero_linger = zero_linger;
         self
     }
 
+    /// How checks end once the server has answered (default:
+    /// [`Handshake::platform_default`], half-open on Linux and Android). [`Handshake::Full`]
+    /// completes every handshake, as checks must on other systems; building a checker that asks
+    /// for [`Handshake::HalfOpen`] where the system cannot hold the final ACK back fails.
+    #[must_use]
+    pub fn handshake(mut self, handshake: Handshake) -> CheckerBuilder {
+        self.handshake = handshake;
+        self
+    }
+
     /// Sends checks from this local address. Set one per family if needed; a family without a
     /// source address uses the system's choice.
+    #[must_use]
     pub fn source_address(mut self, address: IpAddr) -> CheckerBuilder {
         match address {
             IpAddr::V4(v4) => self.binding.source_v4 = Some(v4),
@@ -181,12 +217,14 @@ impl CheckerBuilder {
 
     /// Sends checks through this network interface only (`SO_BINDTODEVICE`; Linux and Android).
     /// Elsewhere every check fails with an error saying so.
+    #[must_use]
     pub fn interface(mut self, name: &str) -> CheckerBuilder {
         self.binding.interface = Some(name.as_bytes().into());
         self
     }
 
     /// Resolves host names with `resolver` instead of the system's.
+    #[must_use]
     pub fn resolver(mut self, resolver: impl Resolve) -> CheckerBuilder {
         self.resolver = Arc::new(resolver);
         self
@@ -196,6 +234,7 @@ impl CheckerBuilder {
     /// them and end when idle; checks of a name already being looked up share its lookup. When
     /// every thread is busy, further names wait for one, their `start_within` running (not
     /// their timeouts), and fail with [`ErrorKind::NotStarted`](crate::ErrorKind::NotStarted) if none comes free in time.
+    #[must_use]
     pub fn resolver_threads(mut self, threads: usize) -> CheckerBuilder {
         self.resolver_threads = threads.max(1);
         self
@@ -203,6 +242,7 @@ impl CheckerBuilder {
 
     /// How many connects the loop starts between two polls (default 256). Lower keeps the delay
     /// between SYN-ACK and RST shorter under bursts; higher admits bursts faster.
+    #[must_use]
     pub fn connects_per_turn(mut self, connects: usize) -> CheckerBuilder {
         self.connects_per_turn = connects.max(1);
         self
@@ -214,6 +254,7 @@ impl CheckerBuilder {
     /// their [`start_within`](crate::CheckOptions::start_within), not their timeouts, instead
     /// of failing for want of descriptors; so do checks that find the process out of
     /// descriptors while the checker's own sockets hold some.
+    #[must_use]
     pub fn max_sockets(mut self, sockets: usize) -> CheckerBuilder {
         self.max_sockets = sockets.max(1);
         self
@@ -241,8 +282,16 @@ impl CheckerBuilder {
     }
 
     fn build_loop(self) -> io::Result<(Arc<Inbox>, EventLoop)> {
+        if self.handshake == Handshake::HalfOpen && !crate::sys::CAN_HOLD_BACK_FINAL_ACK {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this system acknowledges a SYN-ACK at once, so half-open checks cannot be made \
+                 here; use Handshake::Full",
+            ));
+        }
         let engine = Engine::new(Config {
             zero_linger: self.zero_linger,
+            handshake: self.handshake,
             binding: self.binding,
             connects_per_turn: self.connects_per_turn,
             max_sockets: self.max_sockets,
@@ -276,6 +325,12 @@ fn default_max_sockets() -> usize {
 /// choosing.
 pub struct EventLoop {
     engine: Engine,
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop").finish_non_exhaustive()
+    }
 }
 
 impl EventLoop {

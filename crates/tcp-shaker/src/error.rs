@@ -137,6 +137,18 @@ impl CheckError {
         self.detail
     }
 
+    /// The operating system's error behind this one, when there is one (its text is already
+    /// part of this error's message).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let error = tcp_shaker::check("[::1]:0", Duration::from_secs(1)).unwrap_err();
+    /// assert!(error.io_error().is_none()); // an invalid target: nothing from the system
+    /// ```
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+
     fn headline(&self) -> &'static str {
         match self.kind {
             ErrorKind::InvalidTarget => "invalid target",
@@ -200,30 +212,19 @@ impl fmt::Display for CheckError {
     }
 }
 
-impl Error for CheckError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.source.as_ref().map(|e| e as &(dyn Error + 'static))
-    }
-}
+/// The operating system's error is part of the message (see [`CheckError::io_error`]), so it
+/// is not also returned as the [`source`](Error::source): a chain printed whole (`{:#}` of
+/// `anyhow`) shows it once.
+impl Error for CheckError {}
 
-#[cfg(unix)]
-use libc::{EADDRINUSE, EADDRNOTAVAIL, EMFILE, ENFILE, ENOBUFS, ENODEV, ENOMEM};
-#[cfg(not(unix))]
-const EADDRNOTAVAIL: i32 = -1;
-#[cfg(not(unix))]
-const EMFILE: i32 = -1;
-#[cfg(not(unix))]
-const ENODEV: i32 = -1;
+use crate::sys::errno::{EADDRINUSE, EADDRNOTAVAIL, EMFILE, ENFILE, ENOBUFS, ENODEV, ENOMEM};
 
 /// Sorts an operating-system error that stopped a check from being made.
 fn kind_of_io_error(error: &io::Error) -> ErrorKind {
-    #[cfg(unix)]
-    if let Some(errno) = error.raw_os_error() {
-        match errno {
-            EMFILE | ENFILE | ENOBUFS | ENOMEM => return ErrorKind::ResourceLimit,
-            EADDRNOTAVAIL | EADDRINUSE => return ErrorKind::NoLocalAddress,
-            _ => {}
-        }
+    match error.raw_os_error() {
+        Some(EMFILE | ENFILE | ENOBUFS | ENOMEM) => return ErrorKind::ResourceLimit,
+        Some(EADDRNOTAVAIL | EADDRINUSE) => return ErrorKind::NoLocalAddress,
+        _ => {}
     }
     match error.kind() {
         io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse => ErrorKind::NoLocalAddress,
@@ -253,6 +254,10 @@ mod tests {
 
         let error = CheckError::from_io("[::1]:80", io::Error::from_raw_os_error(libc::EINVAL));
         assert_eq!(error.kind(), ErrorKind::Io);
-        assert!(error.source().is_some());
+        assert!(error.io_error().is_some());
+        assert!(
+            error.source().is_none(),
+            "the message carries the cause already"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! fills; it stores a new waker only when the task polling it changes. Dropping it before the
 //! result arrives cancels the check, and the loop closes its socket.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -113,6 +114,22 @@ impl Future for CheckEveryAddress {
     }
 }
 
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check")
+            .field("state", &self.pending.state_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for CheckEveryAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckEveryAddress")
+            .field("state", &self.pending.state_name())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The state shared by both futures.
 struct Pending {
     client: Client,
@@ -181,6 +198,15 @@ impl Pending {
 }
 
 impl Pending {
+    /// `not sent`, `sent` or `done`, for `Debug`.
+    fn state_name(&self) -> &'static str {
+        match self.state {
+            State::NotSent(_) => "not sent",
+            State::Sent { .. } => "sent",
+            State::Done => "done",
+        }
+    }
+
     /// Runs the check to completion on the calling thread, parked while it waits. If the loop
     /// has not taken the check on within its `start_within` (nobody runs the loop, or it is
     /// stuck), gives up with [`ErrorKind::NotStarted`] rather than wait for ever.

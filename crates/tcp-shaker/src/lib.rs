@@ -88,7 +88,7 @@
 //! there its checks fail at once with [`ErrorKind::Stopped`], saying so. Make a new checker in
 //! the child.
 
-#![deny(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -116,7 +116,7 @@ pub use crate::batch::{Batch, Completion};
 pub use crate::checker::{Checker, CheckerBuilder, EventLoop};
 pub use crate::error::{CheckError, ErrorKind};
 pub use crate::future::{Check, CheckEveryAddress};
-pub use crate::options::{CheckOptions, Family};
+pub use crate::options::{CheckOptions, Family, Handshake};
 pub use crate::outcome::{Outcome, Phase, Report};
 pub use crate::resolve::{Resolve, SystemResolver};
 pub use crate::target::{Host, Target, ToTarget};

@@ -29,6 +29,36 @@ impl Family {
     }
 }
 
+/// How a check's connection attempt ends once the server has answered SYN with SYN-ACK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Handshake {
+    /// SYN, SYN-ACK, RST: the kernel holds the final ACK back (`TCP_QUICKACK` off) and the
+    /// checker resets the socket first, so the connection never becomes established and the
+    /// server's application never accepts it. Linux and Android only; the default there.
+    HalfOpen,
+    /// SYN, SYN-ACK, ACK, then RST (or FIN without zero linger): a full connection, which the
+    /// server's application accepts. The only choice on the BSDs, macOS and Windows, whose
+    /// stacks acknowledge a SYN-ACK at once; available everywhere, for comparison.
+    Full,
+}
+
+impl Handshake {
+    /// [`HalfOpen`](Handshake::HalfOpen) where the system allows it, else
+    /// [`Full`](Handshake::Full).
+    ///
+    /// ```
+    /// # #[cfg(target_os = "linux")]
+    /// assert_eq!(tcp_shaker::Handshake::platform_default(), tcp_shaker::Handshake::HalfOpen);
+    /// ```
+    pub fn platform_default() -> Handshake {
+        if crate::sys::CAN_HOLD_BACK_FINAL_ACK {
+            Handshake::HalfOpen
+        } else {
+            Handshake::Full
+        }
+    }
+}
+
 /// The settings of one check: a timeout, and optionally an address family and a closing mode.
 ///
 /// A [`Duration`] converts into options with only the timeout set, so the checking methods take
@@ -66,6 +96,7 @@ impl CheckOptions {
     /// minutes with Linux defaults), and that is then reported as [`TimedOut`].
     ///
     /// [`TimedOut`]: crate::Outcome::TimedOut
+    #[must_use]
     pub fn new(timeout: Duration) -> CheckOptions {
         CheckOptions {
             timeout,
@@ -76,6 +107,7 @@ impl CheckOptions {
     }
 
     /// Check only addresses of this family (default: [`Family::Any`]).
+    #[must_use]
     pub fn family(mut self, family: Family) -> CheckOptions {
         self.family = family;
         self
@@ -86,6 +118,7 @@ impl CheckOptions {
     ///
     /// With `false` the final ACK rides on the FIN, so the server's application accepts the
     /// connection and reads end-of-file: use it only for servers that dislike RST.
+    #[must_use]
     pub fn zero_linger(mut self, zero_linger: bool) -> CheckOptions {
         self.zero_linger = Some(zero_linger);
         self
@@ -99,6 +132,7 @@ impl CheckOptions {
     /// A batch of more checks than the checker can hold at once
     /// ([`max_sockets`](crate::CheckerBuilder::max_sockets)) waits its turn: give it room
     /// here, or submit checks as earlier ones finish.
+    #[must_use]
     pub fn start_within(mut self, wait: Duration) -> CheckOptions {
         self.start_within = Some(wait);
         self

@@ -50,19 +50,18 @@ impl Outcome {
     /// The outcome a connection error stands for, or `None` when the error is a failure of the
     /// check itself (out of file descriptors, no local port, ...).
     pub(crate) fn from_connect_error(error: &io::Error) -> Option<Outcome> {
-        #[cfg(unix)]
-        if let Some(errno) = error.raw_os_error() {
-            return match errno {
-                libc::ECONNREFUSED | libc::ECONNRESET => Some(Outcome::Closed),
-                libc::ETIMEDOUT => Some(Outcome::TimedOut),
-                libc::EHOSTUNREACH
-                | libc::ENETUNREACH
-                | libc::EHOSTDOWN
-                | libc::ENETDOWN
-                | libc::EACCES
-                | libc::EPERM => Some(Outcome::Unreachable),
-                _ => None,
-            };
+        use crate::sys::errno::{
+            EACCES, ECONNREFUSED, ECONNRESET, EHOSTDOWN, EHOSTUNREACH, ENETDOWN, ENETUNREACH,
+            EPERM, ETIMEDOUT,
+        };
+        match error.raw_os_error() {
+            Some(ECONNREFUSED | ECONNRESET) => return Some(Outcome::Closed),
+            Some(ETIMEDOUT) => return Some(Outcome::TimedOut),
+            Some(EHOSTUNREACH | ENETUNREACH | EHOSTDOWN | ENETDOWN | EACCES | EPERM) => {
+                return Some(Outcome::Unreachable);
+            }
+            Some(_) if cfg!(unix) => return None,
+            _ => {}
         }
         match error.kind() {
             io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {

@@ -8,6 +8,8 @@
 
 use std::io;
 
+use socket2::{Domain, Protocol, Socket, Type};
+
 /// Calls a libc function that returns -1 and sets `errno` on failure, turning that into an
 /// [`io::Error`].
 #[cfg(unix)]
@@ -69,12 +71,130 @@ pub(crate) fn process_id() -> u32 {
 }
 
 /// Whether an error says that the process (or the system) has no descriptor left.
-#[cfg(unix)]
 pub(crate) fn is_out_of_descriptors(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+    matches!(error.raw_os_error(), Some(errno::EMFILE | errno::ENFILE))
 }
 
-#[cfg(not(unix))]
-pub(crate) fn is_out_of_descriptors(_error: &io::Error) -> bool {
-    false
+/// Whether this system can hold back the ACK of a SYN-ACK, socket by socket (`TCP_QUICKACK`
+/// off): what a half-open check needs. The BSDs, macOS and Windows acknowledge a SYN-ACK at
+/// once.
+pub(crate) const CAN_HOLD_BACK_FINAL_ACK: bool =
+    cfg!(any(target_os = "linux", target_os = "android"));
+
+/// A non-blocking, close-on-exec TCP socket.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn new_stream_socket(domain: Domain) -> io::Result<Socket> {
+    // socket2 adds SOCK_CLOEXEC on these systems: one system call for all three properties.
+    Socket::new(domain, Type::STREAM.nonblocking(), Some(Protocol::TCP))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn new_stream_socket(domain: Domain) -> io::Result<Socket> {
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Turns off quick ACKs, so that the ACK of SYN-ACK waits on the delayed-ACK timer.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn hold_back_final_ack(socket: &Socket) -> io::Result<()> {
+    socket.set_tcp_quickack(false)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn hold_back_final_ack(_socket: &Socket) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this system acknowledges a SYN-ACK at once: half-open checks need Linux or Android",
+    ))
+}
+
+/// Sends the socket's packets through this network interface only (`SO_BINDTODEVICE`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn bind_interface(socket: &Socket, interface: &[u8]) -> io::Result<()> {
+    socket.bind_device(Some(interface))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn bind_interface(_socket: &Socket, _interface: &[u8]) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "binding checks to a network interface is supported on Linux and Android only",
+    ))
+}
+
+/// With a source address, lets `connect()` rather than `bind()` pick the local port, so that
+/// ports are shared across destinations (`IP_BIND_ADDRESS_NO_PORT`, which socket2 lacks).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn defer_port_choice_to_connect(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let enable: libc::c_int = 1;
+    // The pointer and length describe `enable`, which outlives the call, on a socket borrowed
+    // for it.
+    syscall!(setsockopt(
+        socket.as_raw_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_BIND_ADDRESS_NO_PORT,
+        (&enable as *const libc::c_int).cast(),
+        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+    ))
+    .map(drop)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn defer_port_choice_to_connect(_socket: &Socket) -> io::Result<()> {
+    Ok(())
+}
+
+/// Whether `connect()` of a loopback destination runs the whole handshake before it returns,
+/// so that a second `connect()` tells the outcome at once.
+pub(crate) const HANDSHAKE_INSIDE_LOOPBACK_CONNECT: bool =
+    cfg!(any(target_os = "linux", target_os = "android"));
+
+/// Whether a non-blocking `connect()` answered that the handshake is under way.
+pub(crate) fn is_in_progress(error: &io::Error) -> bool {
+    match error.raw_os_error() {
+        Some(errno) if cfg!(unix) => errno == errno::EINPROGRESS,
+        _ => error.kind() == io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Whether a second `connect()` answered that the first one is still under way.
+pub(crate) fn is_already_connecting(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(errno::EALREADY)
+}
+
+/// The `errno` values the crate tells apart; on systems without them, values no error has, so
+/// that matching falls through to [`io::ErrorKind`].
+pub(crate) mod errno {
+    #[cfg(unix)]
+    pub(crate) use libc::{
+        EACCES, EADDRINUSE, EADDRNOTAVAIL, EALREADY, ECONNREFUSED, ECONNRESET, EHOSTDOWN,
+        EHOSTUNREACH, EINPROGRESS, EMFILE, ENETDOWN, ENETUNREACH, ENFILE, ENOBUFS, ENODEV, ENOMEM,
+        EPERM, ETIMEDOUT,
+    };
+
+    #[cfg(not(unix))]
+    mod absent {
+        pub(crate) const EACCES: i32 = -1;
+        pub(crate) const EADDRINUSE: i32 = -2;
+        pub(crate) const EADDRNOTAVAIL: i32 = -3;
+        pub(crate) const EALREADY: i32 = -4;
+        pub(crate) const ECONNREFUSED: i32 = -5;
+        pub(crate) const ECONNRESET: i32 = -6;
+        pub(crate) const EHOSTDOWN: i32 = -7;
+        pub(crate) const EHOSTUNREACH: i32 = -8;
+        pub(crate) const EINPROGRESS: i32 = -9;
+        pub(crate) const EMFILE: i32 = -10;
+        pub(crate) const ENETDOWN: i32 = -11;
+        pub(crate) const ENETUNREACH: i32 = -12;
+        pub(crate) const ENFILE: i32 = -13;
+        pub(crate) const ENOBUFS: i32 = -14;
+        pub(crate) const ENODEV: i32 = -15;
+        pub(crate) const ENOMEM: i32 = -16;
+        pub(crate) const EPERM: i32 = -17;
+        pub(crate) const ETIMEDOUT: i32 = -18;
+    }
+    #[cfg(not(unix))]
+    pub(crate) use absent::*;
 }

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::error::Error;
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -114,9 +113,7 @@ fn fd_limit_child() {
     }
 
     // A checker cannot even be created: its poller needs a descriptor.
-    let error = Checker::new()
-        .err()
-        .expect("a checker started without descriptors");
+    let error = Checker::new().expect_err("a checker started without descriptors");
     assert_eq!(error.raw_os_error(), Some(libc::EMFILE), "{error}");
     // Nor can the default one, which the free function starts on first use: the same typed
     // error, saying why.
@@ -293,9 +290,6 @@ fn assert_out_of_descriptors(error: &CheckError, address: SocketAddr) {
     );
     assert!(text.contains("open-files limit"), "{text}");
     assert!(text.contains("ulimit -n"), "{text}");
-    let cause = error
-        .source()
-        .and_then(|source| source.downcast_ref::<io::Error>())
-        .and_then(io::Error::raw_os_error);
+    let cause = error.io_error().and_then(io::Error::raw_os_error);
     assert_eq!(cause, Some(libc::EMFILE), "{text}");
 }

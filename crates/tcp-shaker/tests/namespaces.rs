@@ -470,7 +470,7 @@ fn unresolvable_name_is_a_resolve_error() {
         "{text}"
     );
     assert!(
-        std::error::Error::source(&error).is_some(),
+        error.io_error().is_some(),
         "the resolver's error is lost: {error:?}"
     );
     eprintln!("{text}");

@@ -3,7 +3,8 @@
 //! With zero linger (the default) every check must be exactly SYN, SYN-ACK, RST: the client
 //! never sends the final ACK of the handshake, so the server's application never accepts the
 //! connection. Without zero linger the client closes with FIN instead, which completes the
-//! handshake, and the application does accept it.
+//! handshake, and the application does accept it; so it does with a full handshake (the only
+//! kind other systems can make), which ends in RST.
 //!
 //! Tests in this binary run in parallel and every capture sees all of `lo`, so each capture keeps
 //! only the port of its own listener, and connections are told apart by client address and port.
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use capture::skip::skip_unless_root;
 use capture::{ACK, Capture, Connection, Conversations, FIN, RST, SYN};
-use tcp_shaker::{CheckOptions, Checker, Outcome};
+use tcp_shaker::{CheckOptions, Checker, Handshake, Outcome};
 
 /// The deadline of each check: generous, a check of a local port answers in microseconds.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -264,6 +265,39 @@ fn without_zero_linger_checks_close_with_fin() {
     assert_eq!(
         accepted, CHECKS,
         "a FIN completes the handshake: the application accepts every check"
+    );
+}
+
+/// A full handshake, as checks are made where the kernel cannot hold the final ACK back (and on
+/// Linux when asked): the client acknowledges the SYN-ACK, then resets the connection, and the
+/// server's application accepts every check.
+#[test]
+fn a_full_handshake_is_syn_synack_ack_rst_and_accepted() {
+    let test = "wire::a_full_handshake_is_syn_synack_ack_rst_and_accepted";
+    if skip_unless_root(test, "an AF_PACKET capture on lo") {
+        return;
+    }
+    let listener = common::open_listener();
+    let checker = Checker::builder()
+        .handshake(Handshake::Full)
+        .spawn()
+        .unwrap();
+    let (conversations, accepted) =
+        capture_and_accept(&listener, &checker, |_| CheckOptions::new(TIMEOUT));
+    eprintln!("{test}: {:?}", tally(&conversations));
+    assert_one_connection_per_check(&conversations);
+    for connection in &conversations.connections {
+        let sequence = connection.sequence();
+        assert!(
+            sequence == ["c:S", "s:SA", "c:A", "c:RA"] || sequence == ["c:S", "s:SA", "c:A", "c:R"],
+            "connection from {} is {sequence:?}, not SYN, SYN-ACK, ACK, RST; all:\n{}",
+            connection.client,
+            conversations.describe()
+        );
+    }
+    assert_eq!(
+        accepted, CHECKS,
+        "a full handshake is established: the application accepts every check"
     );
 }
 

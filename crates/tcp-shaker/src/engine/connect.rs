@@ -9,9 +9,10 @@
 //! the process's descriptors, too: however the checker ends, the server never sees an
 //! established connection.
 //!
-//! Other systems (the BSDs, macOS, Windows) acknowledge a SYN-ACK at once and offer no switch to
-//! hold it back, so there the same steps make a full connection, closed with RST: the server's
-//! application may see it accepted and reset.
+//! With [`Handshake::Full`] (the only choice on the BSDs, macOS and Windows, which acknowledge a
+//! SYN-ACK at once and offer no switch to hold it back) the quick-ACK step is left out: the same
+//! steps make a full connection, closed with RST, which the server's application may see
+//! accepted and reset.
 //!
 //! To a loopback address, Linux runs the whole handshake inside `connect()`: the SYN is
 //! delivered, and the SYN-ACK or RST comes back, before the call returns. There the outcome is
@@ -25,7 +26,10 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use mio::net::TcpStream;
-use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use socket2::{Domain, SockAddr, SockRef, Socket};
+
+use crate::options::Handshake;
+use crate::sys;
 
 /// Where the checker's sockets come from: a source address per family, a network interface, and
 /// the range of local ports `connect()` picks from.
@@ -153,11 +157,12 @@ impl Connecting {
 pub(crate) fn start(
     address: SocketAddr,
     zero_linger: bool,
+    handshake: Handshake,
     binding: &Binding,
 ) -> io::Result<Attempt> {
-    let socket = open(address, zero_linger, binding)?;
+    let socket = open(address, zero_linger, handshake, binding)?;
     let answer = match socket.connect(&SockAddr::from(address)) {
-        Err(error) if is_in_progress(&error) => match answered_in_connect(&socket, address) {
+        Err(error) if sys::is_in_progress(&error) => match answered_in_connect(&socket, address) {
             Some(answer) => answer,
             None => {
                 return Ok(Attempt::InProgress(Connecting {
@@ -192,20 +197,14 @@ fn still_connecting(socket: SockRef<'_>) -> io::Result<bool> {
 
 /// The outcome of a handshake that `connect()` already completed, which happens to loopback
 /// destinations on Linux; `None` when it is still under way (or the destination is elsewhere).
-#[cfg(any(target_os = "linux", target_os = "android"))]
 fn answered_in_connect(socket: &Socket, address: SocketAddr) -> Option<io::Result<()>> {
-    if !is_loopback(address.ip()) {
+    if !sys::HANDSHAKE_INSIDE_LOOPBACK_CONNECT || !is_loopback(address.ip()) {
         return None;
     }
     match socket.connect(&SockAddr::from(address)) {
-        Err(error) if error.raw_os_error() == Some(libc::EALREADY) => None,
+        Err(error) if sys::is_already_connecting(&error) => None,
         answer => Some(answer),
     }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn answered_in_connect(_socket: &Socket, _address: SocketAddr) -> Option<io::Result<()>> {
-    None
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
@@ -217,96 +216,25 @@ fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-fn open(address: SocketAddr, zero_linger: bool, binding: &Binding) -> io::Result<Socket> {
-    let domain = Domain::for_address(address);
-    let socket = new_nonblocking_socket(domain)?;
-    hold_back_final_ack(&socket)?;
+fn open(
+    address: SocketAddr,
+    zero_linger: bool,
+    handshake: Handshake,
+    binding: &Binding,
+) -> io::Result<Socket> {
+    let socket = sys::new_stream_socket(Domain::for_address(address))?;
+    if handshake == Handshake::HalfOpen {
+        sys::hold_back_final_ack(&socket)?;
+    }
     if zero_linger {
         socket.set_linger(Some(Duration::ZERO))?;
     }
     if let Some(interface) = &binding.interface {
-        bind_interface(&socket, interface)?;
+        sys::bind_interface(&socket, interface)?;
     }
     if let Some(source) = binding.source_for(address) {
-        defer_port_choice_to_connect(&socket)?;
+        sys::defer_port_choice_to_connect(&socket)?;
         socket.bind(&SockAddr::from(SocketAddr::new(source, 0)))?;
     }
     Ok(socket)
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn new_nonblocking_socket(domain: Domain) -> io::Result<Socket> {
-    // socket2 adds SOCK_CLOEXEC on these systems: one system call for all three properties.
-    Socket::new(domain, Type::STREAM.nonblocking(), Some(Protocol::TCP))
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn new_nonblocking_socket(domain: Domain) -> io::Result<Socket> {
-    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
-    Ok(socket)
-}
-
-/// Turns off quick ACKs, so that the ACK of SYN-ACK waits on the delayed-ACK timer.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn hold_back_final_ack(socket: &Socket) -> io::Result<()> {
-    socket.set_tcp_quickack(false)
-}
-
-/// Nothing to do: these systems acknowledge SYN-ACK at once.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn hold_back_final_ack(_socket: &Socket) -> io::Result<()> {
-    Ok(())
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn bind_interface(socket: &Socket, interface: &[u8]) -> io::Result<()> {
-    socket.bind_device(Some(interface))
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn bind_interface(_socket: &Socket, _interface: &[u8]) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "binding checks to a network interface is supported on Linux and Android only",
-    ))
-}
-
-/// With a source address, lets `connect()` rather than `bind()` pick the local port, so that
-/// ports are shared across destinations (`IP_BIND_ADDRESS_NO_PORT`).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn defer_port_choice_to_connect(socket: &Socket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let enable: libc::c_int = 1;
-    // SAFETY: a plain integer option on a socket this function borrows; the pointer and length
-    // describe `enable`, which outlives the call.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&enable as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn defer_port_choice_to_connect(_socket: &Socket) -> io::Result<()> {
-    Ok(())
-}
-
-#[cfg(unix)]
-fn is_in_progress(error: &io::Error) -> bool {
-    error.raw_os_error() == Some(libc::EINPROGRESS)
-}
-
-#[cfg(not(unix))]
-fn is_in_progress(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::WouldBlock
 }

@@ -51,7 +51,7 @@ use self::timers::Timers;
 use crate::delivery::{self, Delivery, Queue, Sink};
 use crate::error::{CheckError, ErrorKind};
 use crate::inbox::{Command, Inbox, Request, Scope, Taken, WAKER_TOKEN};
-use crate::options::Family;
+use crate::options::{Family, Handshake};
 use crate::outcome::{Outcome, Report};
 use crate::resolve::Resolve;
 use crate::slab::{Key, Slab};
@@ -69,6 +69,7 @@ const MAX_ADDRESSES_PER_NAME: usize = 64;
 /// Settings fixed when the checker is built.
 pub(crate) struct Config {
     pub(crate) zero_linger: bool,
+    pub(crate) handshake: Handshake,
     pub(crate) binding: Binding,
     pub(crate) connects_per_turn: usize,
     pub(crate) max_sockets: usize,
@@ -511,7 +512,12 @@ impl Engine {
             started += 1;
             since_poll += 1;
             let connect_started = Instant::now();
-            let attempt = connect::start(probe.address, job.zero_linger, &self.config.binding);
+            let attempt = connect::start(
+                probe.address,
+                job.zero_linger,
+                self.config.handshake,
+                &self.config.binding,
+            );
             match attempt {
                 Ok(Attempt::InProgress(socket)) => self.register(key, socket, connect_started),
                 Ok(Attempt::Answered(result)) => {
