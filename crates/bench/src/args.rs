@@ -1,6 +1,7 @@
 //! The command line: what to measure, and the hidden arguments of a child run.
 
 use std::net::SocketAddrV4;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
@@ -9,6 +10,11 @@ use serde::Serialize;
 const DEFAULT_CHECKS: u64 = 200_000;
 /// Checks of the `leak` scenario by default.
 const DEFAULT_LEAK_CHECKS: u64 = 1_000_000;
+/// Checks per run of the `rtt` scenario by default: at 100 in flight and a 50 ms round trip,
+/// 2000 checks a second, so 10 s a run.
+const DEFAULT_RTT_CHECKS: u64 = 20_000;
+/// The `rtt` scenario's round trip by default, milliseconds.
+const DEFAULT_RTT_MS: u64 = 50;
 /// Checks per run of `--quick`.
 const QUICK_CHECKS: u64 = 2_000;
 /// In-flight levels by default.
@@ -19,12 +25,13 @@ const DEFAULT_RUNS: usize = 3;
 const DEFAULT_DELAY_SAMPLE: u16 = 16;
 
 /// Benchmark of tcp-shaker's engine against a minimal floor loop and std full connects, all
-/// checking one open port of a local listener (127.0.0.1, or over a veth pair with `--scenario
-/// veth`), each run in a child process.
+/// checking one open port of a local listener (127.0.0.1; over a veth pair with `--scenario
+/// veth`; across a real round trip with `--scenario rtt`), each run in a child process.
 #[derive(Debug, Parser)]
 #[command(name = "shaker-bench", version)]
 pub struct Args {
-    /// Checks per run [default: 200000; 1000000 with --scenario leak; 2000 with --quick].
+    /// Checks per run [default: 200000; 1000000 with --scenario leak; 20000 with --scenario
+    /// rtt; 2000 with --quick].
     #[arg(short = 'n', long = "checks", value_name = "N")]
     checks: Option<u64>,
 
@@ -68,11 +75,17 @@ pub struct Args {
 
     /// Instead of the loopback table, a scenario: `leak` (the engine at the highest concurrency
     /// over 1000000 checks: accepted connections and delay), `scan` (the engine checks every
-    /// port of 127.0.0.1) or `veth` (the table of floor and engine on the poller's path, to a
-    /// listener in a network namespace of its own over a veth pair; needs root; with --quick, a
-    /// smoke run of it).
+    /// port of 127.0.0.1), `veth` (the table of floor and engine on the poller's path, to a
+    /// listener in a network namespace of its own over a veth pair; needs root) or `rtt` (the
+    /// same table across a real round trip of --rtt milliseconds, between two network
+    /// namespaces joined by a user-space delay line; needs root). With --quick, a smoke run of
+    /// the table scenarios.
     #[arg(long, value_name = "NAME")]
     pub scenario: Option<Scenario>,
+
+    /// The round trip of `--scenario rtt`, in milliseconds (half of it each way).
+    #[arg(long = "rtt", value_name = "MS", default_value_t = DEFAULT_RTT_MS)]
+    pub rtt_ms: u64,
 
     /// Print the results as JSON (stable field names) instead of a table.
     #[arg(long)]
@@ -153,6 +166,9 @@ pub enum Scenario {
     Scan,
     /// The table over a veth pair, to a listener in a network namespace: the poller's path.
     Veth,
+    /// The table across a real round trip (`--rtt`), between two network namespaces joined by
+    /// a user-space delay line: the poller's path, with the SYN-ACK arriving late.
+    Rtt,
 }
 
 impl Args {
@@ -161,6 +177,7 @@ impl Args {
         self.checks.unwrap_or(match (self.quick, self.scenario) {
             (true, _) => QUICK_CHECKS,
             (false, Some(Scenario::Leak)) => DEFAULT_LEAK_CHECKS,
+            (false, Some(Scenario::Rtt)) => DEFAULT_RTT_CHECKS,
             (false, _) => DEFAULT_CHECKS,
         })
     }
@@ -203,6 +220,11 @@ impl Args {
             .unwrap_or(if self.quick { 1 } else { DEFAULT_DELAY_SAMPLE })
     }
 
+    /// The round trip of the `rtt` scenario.
+    pub fn rtt(&self) -> Duration {
+        Duration::from_millis(self.rtt_ms)
+    }
+
     /// Checks the values that clap cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         let sample = self.delay_sample();
@@ -216,6 +238,19 @@ impl Args {
             "--concurrency needs levels of at least 1"
         );
         anyhow::ensure!(self.timeout_ms > 0, "--timeout-ms must be at least 1");
+        let longest = 2 * shaker_wire::delay_line::MAX_ONE_WAY;
+        anyhow::ensure!(
+            self.rtt() <= longest,
+            "--rtt must be at most {} ms",
+            longest.as_millis()
+        );
+        anyhow::ensure!(
+            self.scenario != Some(Scenario::Rtt) || self.timeout_ms > self.rtt_ms,
+            "--timeout-ms ({}) must be longer than the round trip of --rtt ({}), or every check \
+             times out",
+            self.timeout_ms,
+            self.rtt_ms
+        );
         Ok(())
     }
 }

@@ -6,7 +6,9 @@
 //! `cargo run --release -p shaker-bench` runs it (`--help` for the options) against 127.0.0.1,
 //! where the engine takes its loopback shortcut; `--scenario veth` (as root) makes the same table
 //! of floor and engine on the engine's poller path, to a listener inside a network namespace of
-//! its own over a veth pair. Every measured run is a child process (this program re-executed
+//! its own over a veth pair; `--scenario rtt` (as root) the same across a real round trip
+//! (`--rtt`, 50 ms by default), made by a user-space delay line between two namespaces of its own,
+//! where every SYN-ACK arrives long after `connect()` returned. Every measured run is a child process (this program re-executed
 //! with hidden arguments), so that its CPU time and memory are its own; the parent runs the
 //! listener and the packet capture.
 
@@ -17,6 +19,7 @@ mod contenders;
 mod delay;
 mod interrupt;
 mod listener;
+mod round_trip;
 mod scenario;
 mod server;
 mod summary;
@@ -29,6 +32,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use shaker_wire::delay_line;
 
 use crate::args::{Args, Scenario};
 use crate::bench::Setup;
@@ -72,6 +76,7 @@ fn run() -> anyhow::Result<bool> {
             table(&args, Server::loopback(&listener), open_files)
         }
         Some(Scenario::Veth) => veth_table(&args, open_files),
+        Some(Scenario::Rtt) => rtt_table(&args, open_files),
         Some(Scenario::Leak) => {
             let listener = loopback_listener()?;
             let setup = Setup::new(&args, &listener, open_files)?;
@@ -118,6 +123,51 @@ fn veth_table(args: &Args, open_files: u64) -> anyhow::Result<bool> {
         interface: network.host_interface(),
     };
     table(args, server, open_files)
+}
+
+/// The table across a real round trip: the listener and the checkers in two network namespaces
+/// of the benchmark's own, joined by a delay line; all deleted on the way out, also after
+/// Ctrl-C. The table is made on a thread inside the checkers' namespace, so that the child runs
+/// it starts, and its captures, are inside.
+fn rtt_table(args: &Args, open_files: u64) -> anyhow::Result<bool> {
+    interrupt::catch()?;
+    let network = round_trip::Network::create(args.rtt())?;
+    // Below the checkers' local port range, which is their namespace's.
+    let first_local_port = network
+        .checkers()
+        .run(system::first_local_port)
+        .context("entering the checkers' network namespace")?;
+    let listener = network
+        .listener()
+        .run(|| {
+            let somaxconn = system::somaxconn()?;
+            Listener::start(delay_line::SERVER_ADDRESS, somaxconn, first_local_port)
+        })
+        .context("entering the listener's network namespace")?
+        .context("starting the listener inside its network namespace")?;
+    let server = Server {
+        listener: &listener,
+        route: Route::Rtt {
+            rtt_ms: args.rtt_ms,
+        },
+        interface: delay_line::CLIENT_INTERFACE,
+    };
+    let ok = network
+        .checkers()
+        .run(|| table(args, server, open_files))
+        .context("entering the checkers' network namespace")??;
+    let counters = network.line().counters();
+    eprintln!(
+        "delay line: {} packets carried, {} lost (queue full or refused), {} dropped by its \
+         devices",
+        counters.carried(),
+        counters.lost(),
+        network
+            .line()
+            .device_drops()
+            .context("reading the delay line's device statistics")?
+    );
+    Ok(ok)
 }
 
 /// The benchmark's table against `server`; false if the results missed the bar.

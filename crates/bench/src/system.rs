@@ -1,6 +1,7 @@
 //! What the benchmark reads from or asks of the system: the open-files limit, the accept-queue
-//! cap, the local port range, the load average, a process's peak memory and capabilities; and
-//! the C form of an IPv4 socket address for the raw system calls.
+//! cap, the local port range, the load average, a process's peak memory and capabilities (and
+//! whether they allow the network scenarios, whose namespaces' prefix is here); and the C form of
+//! an IPv4 socket address for the raw system calls.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -91,6 +92,22 @@ pub fn peak_rss_kib() -> anyhow::Result<u64> {
 pub const CAP_NET_ADMIN: u32 = 12;
 /// `CAP_SYS_ADMIN`: making a named network namespace (`ip netns add` mounts it) and entering it.
 pub const CAP_SYS_ADMIN: u32 = 21;
+
+/// The benchmark's network namespaces are named `shaker-bench-<pid>-<n>`, apart from the
+/// tests'.
+pub const NAMESPACE_PREFIX: &str = "shaker-bench-";
+
+/// Fails, saying that `scenario` needs root to make `what`, unless this process may make and
+/// enter network namespaces and configure their interfaces (`CAP_NET_ADMIN`, `CAP_SYS_ADMIN`).
+pub fn ensure_network_privileges(scenario: &str, what: &str) -> anyhow::Result<()> {
+    let privileged = has_capabilities(&[CAP_NET_ADMIN, CAP_SYS_ADMIN])?;
+    anyhow::ensure!(
+        privileged,
+        "the {scenario} scenario needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create {what}: \
+         run it as root, e.g. with sudo"
+    );
+    Ok(())
+}
 
 /// Whether this process has each capability of `capabilities` (by number, as in
 /// `linux/capability.h`) in its effective set (`CapEff` of `/proc/self/status`).

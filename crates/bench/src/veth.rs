@@ -15,9 +15,6 @@ use shaker_wire::netns::{self, Namespace};
 
 use crate::system;
 
-/// The benchmark's namespaces are named `shaker-bench-<pid>-<n>`, apart from the tests'.
-const NAMESPACE_PREFIX: &str = "shaker-bench-";
-
 /// The checkers' end of the pair, in this process's network namespace.
 pub const HOST_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// The far end, inside the namespace: where the listener listens.
@@ -37,13 +34,8 @@ impl Network {
     /// Sets the network up. Fails, saying why, without the privileges it takes, or if any step
     /// fails; then whatever was made is deleted again.
     pub fn create() -> anyhow::Result<Network> {
-        let privileged = system::has_capabilities(&[system::CAP_NET_ADMIN, system::CAP_SYS_ADMIN])?;
-        anyhow::ensure!(
-            privileged,
-            "the veth scenario needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create a network \
-             namespace and a veth pair: run it as root, e.g. with sudo"
-        );
-        let namespace = Namespace::create(NAMESPACE_PREFIX)
+        system::ensure_network_privileges("veth", "a network namespace and a veth pair")?;
+        let namespace = Namespace::create(system::NAMESPACE_PREFIX)
             .context("creating the network namespace (is iproute2 installed?)")?;
         let pair = VethPair::create(&namespace)?;
         let network = Network { pair, namespace };

@@ -7,6 +7,11 @@
 //! of a veth pair in this namespace, say) shows each packet once, leaving or arriving, and every
 //! one is kept. Which kind an interface is comes from its `IFF_LOOPBACK` flag, not its name.
 //!
+//! Loopback and veth interfaces frame each packet with an Ethernet header; a TUN device (link
+//! type `ARPHRD_NONE`, such as the ends of a [`delay_line`]) hands over the bare IP packet. The
+//! capture asks the interface's link type (`SIOCGIFHWADDR`) and reads either framing
+//! ([`parse_frame`], [`parse_ip`]); an interface of any other link type is refused.
+//!
 //! A classic BPF filter, attached before the socket is bound, drops loopback's leaving copies and
 //! everything but TCP to or from the port inside the kernel, so that the rest of the traffic
 //! (other tests, other processes on the machine) can neither crowd the receive buffer nor reach
@@ -22,10 +27,12 @@
 //!
 //! The [`netns`] module holds the other half of the tests' network plumbing: network namespaces
 //! that the tests and the benchmark make for themselves, and threads that act inside them; the
-//! [`skip`] module, how a test without the privileges for either says so.
+//! [`delay_line`] module, a round trip of a chosen length between two such namespaces, made in
+//! user space; the [`skip`] module, how a test without the privileges for these says so.
 
 #![cfg(target_os = "linux")]
 
+pub mod delay_line;
 pub mod netns;
 pub mod skip;
 
@@ -72,6 +79,8 @@ const RECEIVE_BUFFER: libc::c_int = 8 << 20;
 /// Bytes of each packet the kernel hands over: enough for Ethernet, IPv6 and a full TCP header.
 const SNAP_LENGTH: u32 = 256;
 const ETHERNET_HEADER: usize = 14;
+/// `ARPHRD_RAWIP`: a link of bare IP packets (some modems' interfaces); missing from `libc`.
+const ARPHRD_RAWIP: u16 = 519;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86DD;
 const IPPROTO_TCP: u8 = 6;
@@ -86,6 +95,34 @@ enum Copies {
     LeavingAndArriving,
     /// Any other interface: each packet once, leaving or arriving; every packet is kept.
     One,
+}
+
+/// How an interface frames the packets a capture receives, from its link type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// An Ethernet header (14 bytes) before the IP header: loopback and veth interfaces.
+    Ethernet,
+    /// The IP header first, no link-layer header: TUN devices (`ARPHRD_NONE`) and other links of
+    /// bare IP packets.
+    RawIp,
+}
+
+impl Framing {
+    /// Bytes before the IP header.
+    fn link_header(self) -> usize {
+        match self {
+            Framing::Ethernet => ETHERNET_HEADER,
+            Framing::RawIp => 0,
+        }
+    }
+
+    /// The TCP segment a received frame of this framing carries, if any.
+    fn parse(self, frame: &[u8]) -> Option<Packet> {
+        match self {
+            Framing::Ethernet => parse_frame(frame),
+            Framing::RawIp => parse_ip(frame),
+        }
+    }
 }
 
 /// One captured TCP segment.
@@ -126,15 +163,31 @@ impl Packet {
 }
 
 /// Parses an Ethernet frame (as `lo` and veth interfaces present them) carrying TCP over IPv4 or
-/// IPv6 (without extension headers). `None` for anything else or anything too short.
+/// IPv6 (without extension headers). `None` for anything else or anything too short, and for an
+/// IP header whose version is not the one the frame's ethertype announces.
 pub fn parse_frame(frame: &[u8]) -> Option<Packet> {
     let ethertype = u16::from_be_bytes(field(frame, 12)?);
     let ip = frame.get(ETHERNET_HEADER..)?;
-    let (src, dst, ip_header, ip_payload) = match ethertype {
-        ETHERTYPE_IPV4 => {
+    let version = match ethertype {
+        ETHERTYPE_IPV4 => 4,
+        ETHERTYPE_IPV6 => 6,
+        _ => return None,
+    };
+    if *ip.first()? >> 4 != version {
+        return None;
+    }
+    parse_ip(ip)
+}
+
+/// Parses a bare IP packet (as a TUN device presents it, without a link-layer header) carrying
+/// TCP over IPv4 or IPv6 (without extension headers); the version comes from the IP header's
+/// first four bits. `None` for anything else or anything too short.
+pub fn parse_ip(ip: &[u8]) -> Option<Packet> {
+    let (src, dst, ip_header, ip_payload) = match *ip.first()? >> 4 {
+        4 => {
             let version_ihl = *ip.first()?;
             let header = usize::from(version_ihl & 0x0f) * 4;
-            if version_ihl >> 4 != 4 || header < 20 || *ip.get(9)? != IPPROTO_TCP {
+            if header < 20 || *ip.get(9)? != IPPROTO_TCP {
                 return None;
             }
             let fragment_offset = u16::from_be_bytes(field(ip, 6)?) & 0x1fff;
@@ -146,8 +199,8 @@ pub fn parse_frame(frame: &[u8]) -> Option<Packet> {
             let dst = IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(ip.get(16..20)?).ok()?));
             (src, dst, header, total.checked_sub(header)?)
         }
-        ETHERTYPE_IPV6 => {
-            if *ip.first()? >> 4 != 6 || *ip.get(6)? != IPPROTO_TCP {
+        6 => {
+            if *ip.get(6)? != IPPROTO_TCP {
                 return None;
             }
             let payload = usize::from(u16::from_be_bytes(field(ip, 4)?));
@@ -206,16 +259,19 @@ impl Capture {
 
     /// Starts capturing like [`start_sampled`](Capture::start_sampled), on `interface` (a name
     /// in the calling thread's network namespace) instead of `lo`. On an interface that is not
-    /// a loopback, such as the end of a veth pair, each packet is seen once, and both the
-    /// packets leaving and those arriving are kept.
+    /// a loopback, such as the end of a veth pair or a TUN device, each packet is seen once, and
+    /// both the packets leaving and those arriving are kept.
+    ///
+    /// Fails with [`io::ErrorKind::Unsupported`] on an interface whose frames are neither
+    /// Ethernet (loopback, veth) nor bare IP packets (TUN).
     pub fn start_on(interface: &str, port: u16, client_port_mask: u16) -> io::Result<Capture> {
-        let (socket, copies) = open_socket(interface, port, client_port_mask)?;
+        let (socket, link) = open_socket(interface, port, client_port_mask)?;
         let stop = Arc::new(AtomicBool::new(false));
         let reader = thread::Builder::new()
             .name(format!("capture-{port}"))
             .spawn({
                 let stop = Arc::clone(&stop);
-                move || read_until_stopped(&socket, port, copies, &stop)
+                move || read_until_stopped(&socket, port, link, &stop)
             })?;
         Ok(Capture {
             port,
@@ -253,10 +309,17 @@ impl Drop for Capture {
     }
 }
 
+/// What a capture needs to know of its interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Link {
+    copies: Copies,
+    framing: Framing,
+}
+
 /// An `AF_PACKET` socket on `interface` that receives only TCP to or from `port`, of the
 /// connections whose client port has no bit of `client_port_mask` set, with receive timestamps;
-/// and which copies of each packet the interface shows.
-fn open_socket(interface: &str, port: u16, client_port_mask: u16) -> io::Result<(OwnedFd, Copies)> {
+/// and which copies of each packet the interface shows, framed how.
+fn open_socket(interface: &str, port: u16, client_port_mask: u16) -> io::Result<(OwnedFd, Link)> {
     let name = CString::new(interface).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -275,8 +338,11 @@ fn open_socket(interface: &str, port: u16, client_port_mask: u16) -> io::Result<
     let in_context =
         |error: io::Error| io::Error::new(error.kind(), format!("interface {interface}: {error}"));
     let index = interface_index(&name).map_err(in_context)?;
-    let copies = copies_shown(&socket, &name).map_err(in_context)?;
-    attach_port_filter(&socket, port, client_port_mask, copies)?;
+    let link = Link {
+        copies: copies_shown(&socket, &name).map_err(in_context)?,
+        framing: framing(&socket, &name).map_err(in_context)?,
+    };
+    attach_port_filter(&socket, port, client_port_mask, link)?;
     // SO_RCVBUFFORCE passes net.core.rmem_max (root only); fall back to what SO_RCVBUF allows.
     set_option(
         &socket,
@@ -293,7 +359,7 @@ fn open_socket(interface: &str, port: u16, client_port_mask: u16) -> io::Result<
     let on: libc::c_int = 1;
     set_option(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on)?;
     bind_to_interface(&socket, index)?;
-    Ok((socket, copies))
+    Ok((socket, link))
 }
 
 /// The index of the interface called `name`.
@@ -306,22 +372,31 @@ fn interface_index(name: &CStr) -> io::Result<libc::c_int> {
     libc::c_int::try_from(index).map_err(io::Error::other)
 }
 
-/// Which copies of each packet the interface called `name` shows: both on a loopback interface
-/// (`IFF_LOOPBACK`), one elsewhere. Asked with `SIOCGIFFLAGS` through `socket`.
-fn copies_shown(socket: &OwnedFd, name: &CStr) -> io::Result<Copies> {
+/// An `ifreq` holding the interface name `name`, the rest zero.
+pub(crate) fn interface_request(name: &CStr) -> io::Result<libc::ifreq> {
     // SAFETY: ifreq is a plain C struct of a byte array and a union of integers, addresses and
     // byte arrays; all zeroes is a valid value of it.
     let mut request: libc::ifreq = unsafe { mem::zeroed() };
     let name = name.to_bytes();
-    if name.len() >= request.ifr_name.len() {
+    if name.is_empty() || name.len() >= request.ifr_name.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "the name is longer than an interface name can be",
+            format!(
+                "an interface name has 1 to {} bytes",
+                request.ifr_name.len() - 1
+            ),
         ));
     }
     for (slot, &byte) in request.ifr_name.iter_mut().zip(name) {
         *slot = byte as libc::c_char;
     }
+    Ok(request)
+}
+
+/// Which copies of each packet the interface called `name` shows: both on a loopback interface
+/// (`IFF_LOOPBACK`), one elsewhere. Asked with `SIOCGIFFLAGS` through `socket`.
+fn copies_shown(socket: &OwnedFd, name: &CStr) -> io::Result<Copies> {
+    let mut request = interface_request(name)?;
     // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name in `request` and writes the flags into
     // it; `request` is a whole ifreq that outlives the call.
     let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut request) };
@@ -333,6 +408,31 @@ fn copies_shown(socket: &OwnedFd, name: &CStr) -> io::Result<Copies> {
     } else {
         Copies::One
     })
+}
+
+/// How the interface called `name` frames its packets, from its link type (`SIOCGIFHWADDR`):
+/// Ethernet for Ethernet and loopback links, bare IP for `ARPHRD_NONE` (TUN) and
+/// `ARPHRD_RAWIP`. Any other link type is [`io::ErrorKind::Unsupported`].
+fn framing(socket: &OwnedFd, name: &CStr) -> io::Result<Framing> {
+    let mut request = interface_request(name)?;
+    // SAFETY: SIOCGIFHWADDR reads the NUL-terminated name in `request` and writes the hardware
+    // address, whose family is the link type, into it; `request` is a whole ifreq that outlives
+    // the call.
+    let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR as _, &mut request) };
+    zero_or_error(result)?;
+    // SAFETY: a successful SIOCGIFHWADDR has written the union's hardware address member.
+    let link_type = unsafe { request.ifr_ifru.ifru_hwaddr.sa_family };
+    match link_type {
+        libc::ARPHRD_ETHER | libc::ARPHRD_LOOPBACK => Ok(Framing::Ethernet),
+        libc::ARPHRD_NONE | ARPHRD_RAWIP => Ok(Framing::RawIp),
+        other => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "link type {other} is neither Ethernet nor bare IP: the capture reads loopback, \
+                 veth and TUN interfaces"
+            ),
+        )),
+    }
 }
 
 /// Binds the socket to the interface of `index`, for every protocol.
@@ -354,18 +454,18 @@ fn bind_to_interface(socket: &OwnedFd, index: libc::c_int) -> io::Result<()> {
     zero_or_error(result)
 }
 
-/// Attaches a classic BPF program that keeps what `tcpdump -dd "tcp port PORT"` keeps (Ethernet
-/// framing: TCP over IPv6 without extension headers, or over IPv4, first fragments only, with
-/// `port` as source or destination port), minus the leaving copies where the interface shows
-/// each packet twice, minus the connections whose client port has a bit of `client_port_mask`
-/// set. At most [`SNAP_LENGTH`] bytes of each packet are kept.
+/// Attaches a classic BPF program that keeps what `tcpdump -dd "tcp port PORT"` keeps (TCP over
+/// IPv6 without extension headers, or over IPv4, first fragments only, with `port` as source or
+/// destination port), minus the leaving copies where the interface shows each packet twice,
+/// minus the connections whose client port has a bit of `client_port_mask` set. At most
+/// [`SNAP_LENGTH`] bytes of each packet are kept.
 fn attach_port_filter(
     socket: &OwnedFd,
     port: u16,
     client_port_mask: u16,
-    copies: Copies,
+    link: Link,
 ) -> io::Result<()> {
-    let mut program = filter_program(port, client_port_mask, copies)?;
+    let mut program = filter_program(port, client_port_mask, link)?;
     let fprog = libc::sock_fprog {
         len: program.len() as libc::c_ushort,
         filter: program.as_mut_ptr(),
@@ -374,11 +474,14 @@ fn attach_port_filter(
     set_option(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
 
-/// The classic BPF program of [`attach_port_filter`]. Fails only if its jumps were mistyped.
+/// The classic BPF program of [`attach_port_filter`], for the interface's framing: the IP
+/// version comes from the ethertype of an Ethernet header, or, without one, from the protocol
+/// the kernel noted for the packet (an ancillary field, the ethertype all the same). Fails only
+/// if its jumps were mistyped.
 fn filter_program(
     port: u16,
     client_port_mask: u16,
-    copies: Copies,
+    link: Link,
 ) -> io::Result<Vec<libc::sock_filter>> {
     const LDW_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const LDH_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
@@ -390,10 +493,18 @@ fn filter_program(
     const RET: u16 = 0x06; // BPF_RET | BPF_K
     /// The packet type: an ancillary field the kernel offers at a negative offset.
     const PACKET_TYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
-    const IPV4_SOURCE_PORT: u32 = ETHERNET_HEADER as u32; // plus X, the IPv4 header length
-    const IPV4_DESTINATION_PORT: u32 = ETHERNET_HEADER as u32 + 2;
-    const IPV6_SOURCE_PORT: u32 = ETHERNET_HEADER as u32 + 40;
-    const IPV6_DESTINATION_PORT: u32 = ETHERNET_HEADER as u32 + 42;
+    /// The packet's protocol (`skb->protocol`, an ethertype), another ancillary field.
+    const PROTOCOL: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32;
+    // Offsets of the IP header's fields: after the link-layer header, if any.
+    let ip = link.framing.link_header() as u32;
+    let ipv4_source_port = ip; // plus X, the IPv4 header length
+    let ipv4_destination_port = ip + 2;
+    let ipv6_source_port = ip + 40;
+    let ipv6_destination_port = ip + 42;
+    let load_ethertype = match link.framing {
+        Framing::Ethernet => (LDH_ABS, 12),
+        Framing::RawIp => (LDW_ABS, PROTOCOL),
+    };
     /// Where the port filter starts, after the check of the packet type.
     const PORT_FILTER: usize = 2;
     const V4: usize = 14;
@@ -410,36 +521,36 @@ fn filter_program(
     // (code, k, where to go if true, if false), by position in this list; an instruction that
     // does not jump names the next one.
     let instructions: [(u16, u32, usize, usize); 30] = [
-        (LDW_ABS, PACKET_TYPE, 1, 1),                  // 0
-        (JEQ, outgoing, DROP, PORT_FILTER),            // 1: the leaving copy: drop
-        (LDH_ABS, 12, 3, 3),                           // 2 (PORT_FILTER): ethertype
-        (JEQ, ipv6, 4, V4),                            // 3
-        (LDB_ABS, 20, 5, 5),                           // 4: IPv6 next header
-        (JEQ, tcp, 6, DROP),                           // 5
-        (LDH_ABS, IPV6_SOURCE_PORT, 7, 7),             // 6
-        (JEQ, port, 12, 8),                            // 7: from the server? its client is at 12
-        (LDH_ABS, IPV6_DESTINATION_PORT, 9, 9),        // 8
-        (JEQ, port, 10, DROP),                         // 9: to the server? its client is at 10
-        (LDH_ABS, IPV6_SOURCE_PORT, 11, 11),           // 10: the client's port
-        (JSET, mask, DROP, ACCEPT),                    // 11: not in the sample: drop
-        (LDH_ABS, IPV6_DESTINATION_PORT, 13, 13),      // 12: the client's port
-        (JSET, mask, DROP, ACCEPT),                    // 13: not in the sample: drop
-        (JEQ, ipv4, 15, DROP),                         // 14 (V4): the ethertype is still loaded
-        (LDB_ABS, ETHERNET_HEADER as u32 + 9, 16, 16), // 15: IPv4 protocol
-        (JEQ, tcp, 17, DROP),                          // 16
-        (LDH_ABS, ETHERNET_HEADER as u32 + 6, 18, 18), // 17: flags and fragment offset
-        (JSET, 0x1fff, DROP, 19),                      // 18: a later fragment: drop
-        (LDX_MSH, ETHERNET_HEADER as u32, 20, 20),     // 19: X = IPv4 header length
-        (LDH_IND, IPV4_SOURCE_PORT, 21, 21),           // 20
-        (JEQ, port, 26, 22),                           // 21: from the server? its client is at 26
-        (LDH_IND, IPV4_DESTINATION_PORT, 23, 23),      // 22
-        (JEQ, port, 24, DROP),                         // 23: to the server? its client is at 24
-        (LDH_IND, IPV4_SOURCE_PORT, 25, 25),           // 24: the client's port
-        (JSET, mask, DROP, ACCEPT),                    // 25: not in the sample: drop
-        (LDH_IND, IPV4_DESTINATION_PORT, 27, 27),      // 26: the client's port
-        (JSET, mask, DROP, ACCEPT),                    // 27: not in the sample: drop
-        (RET, SNAP_LENGTH, 29, 29),                    // 28 (ACCEPT)
-        (RET, 0, 30, 30),                              // 29 (DROP)
+        (LDW_ABS, PACKET_TYPE, 1, 1),               // 0
+        (JEQ, outgoing, DROP, PORT_FILTER),         // 1: the leaving copy: drop
+        (load_ethertype.0, load_ethertype.1, 3, 3), // 2 (PORT_FILTER): ethertype
+        (JEQ, ipv6, 4, V4),                         // 3
+        (LDB_ABS, ip + 6, 5, 5),                    // 4: IPv6 next header
+        (JEQ, tcp, 6, DROP),                        // 5
+        (LDH_ABS, ipv6_source_port, 7, 7),          // 6
+        (JEQ, port, 12, 8),                         // 7: from the server? its client is at 12
+        (LDH_ABS, ipv6_destination_port, 9, 9),     // 8
+        (JEQ, port, 10, DROP),                      // 9: to the server? its client is at 10
+        (LDH_ABS, ipv6_source_port, 11, 11),        // 10: the client's port
+        (JSET, mask, DROP, ACCEPT),                 // 11: not in the sample: drop
+        (LDH_ABS, ipv6_destination_port, 13, 13),   // 12: the client's port
+        (JSET, mask, DROP, ACCEPT),                 // 13: not in the sample: drop
+        (JEQ, ipv4, 15, DROP),                      // 14 (V4): the ethertype is still loaded
+        (LDB_ABS, ip + 9, 16, 16),                  // 15: IPv4 protocol
+        (JEQ, tcp, 17, DROP),                       // 16
+        (LDH_ABS, ip + 6, 18, 18),                  // 17: flags and fragment offset
+        (JSET, 0x1fff, DROP, 19),                   // 18: a later fragment: drop
+        (LDX_MSH, ip, 20, 20),                      // 19: X = IPv4 header length
+        (LDH_IND, ipv4_source_port, 21, 21),        // 20
+        (JEQ, port, 26, 22),                        // 21: from the server? its client is at 26
+        (LDH_IND, ipv4_destination_port, 23, 23),   // 22
+        (JEQ, port, 24, DROP),                      // 23: to the server? its client is at 24
+        (LDH_IND, ipv4_source_port, 25, 25),        // 24: the client's port
+        (JSET, mask, DROP, ACCEPT),                 // 25: not in the sample: drop
+        (LDH_IND, ipv4_destination_port, 27, 27),   // 26: the client's port
+        (JSET, mask, DROP, ACCEPT),                 // 27: not in the sample: drop
+        (RET, SNAP_LENGTH, 29, 29),                 // 28 (ACCEPT)
+        (RET, 0, 30, 30),                           // 29 (DROP)
     ];
     let mut program = instructions
         .iter()
@@ -461,7 +572,7 @@ fn filter_program(
             })
         })
         .collect::<io::Result<Vec<_>>>()?;
-    if copies == Copies::One {
+    if link.copies == Copies::One {
         // Nothing to drop by packet type. The jumps being relative and forward only, the
         // instructions from the port filter on are a whole program of their own.
         program.drain(..PORT_FILTER);
@@ -491,12 +602,12 @@ fn set_option<T>(
 }
 
 /// Receives packets until `stop` is set and the socket's queue is empty, then checks that the
-/// kernel dropped none. Of an interface that shows `copies` of each packet, only the arriving
-/// copy is kept where there are two.
+/// kernel dropped none. Of an interface that shows two copies of each packet, only the arriving
+/// copy is kept.
 fn read_until_stopped(
     socket: &OwnedFd,
     port: u16,
-    copies: Copies,
+    link: Link,
     stop: &AtomicBool,
 ) -> io::Result<Vec<Packet>> {
     let mut packets = Vec::new();
@@ -538,11 +649,11 @@ fn read_until_stopped(
                 _ => return Err(error),
             }
         };
-        if copies == Copies::LeavingAndArriving && from.sll_pkttype == libc::PACKET_OUTGOING {
+        if link.copies == Copies::LeavingAndArriving && from.sll_pkttype == libc::PACKET_OUTGOING {
             continue; // a departing copy (the filter drops them already); its arriving copy follows
         }
         let frame = buffer.get(..length).unwrap_or(&buffer);
-        if let Some(mut packet) = parse_frame(frame) {
+        if let Some(mut packet) = link.framing.parse(frame) {
             if packet.src.port() == port || packet.dst.port() == port {
                 packet.timestamp = receive_timestamp(&message);
                 packets.push(packet);
@@ -753,8 +864,14 @@ mod tests {
     use super::*;
 
     /// Runs a classic BPF program of the instructions [`filter_program`] uses on `frame`, as
-    /// the kernel would for a packet of type `packet_type`; returns the bytes kept.
-    fn run_filter(program: &[libc::sock_filter], frame: &[u8], packet_type: u8) -> u32 {
+    /// the kernel would for a packet of type `packet_type` whose protocol (`skb->protocol`)
+    /// is `protocol`; returns the bytes kept.
+    fn run_filter(
+        program: &[libc::sock_filter],
+        frame: &[u8],
+        packet_type: u8,
+        protocol: u16,
+    ) -> u32 {
         let load = |at: u32, size: usize| -> Option<u32> {
             let at = usize::try_from(at).ok()?;
             let bytes = frame.get(at..at + size)?;
@@ -777,6 +894,9 @@ mod tests {
             let loaded = match instruction.code {
                 0x20 if k == (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32 => {
                     Some(u32::from(packet_type))
+                }
+                0x20 if k == (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32 => {
+                    Some(u32::from(protocol))
                 }
                 0x28 => load(k, 2),
                 0x30 => load(k, 1),
@@ -844,13 +964,30 @@ mod tests {
         frame
     }
 
+    /// The protocol the kernel notes for a frame: its ethertype.
+    fn protocol_of(frame: &[u8]) -> u16 {
+        u16::from_be_bytes([frame[12], frame[13]])
+    }
+
+    /// `frame` as an interface of `framing` hands it over: without the Ethernet header on a
+    /// TUN device.
+    fn framed(frame: &[u8], framing: Framing) -> &[u8] {
+        &frame[ETHERNET_HEADER - framing.link_header()..]
+    }
+
     #[test]
     fn the_filter_keeps_tcp_of_the_port_from_sampled_clients_and_the_copies_asked_for() {
         const PORT: u16 = 8080;
         const MASK: u16 = 0b11110;
-        for copies in [Copies::LeavingAndArriving, Copies::One] {
-            let program = filter_program(PORT, MASK, copies).unwrap();
-            let everything = filter_program(PORT, 0, copies).unwrap();
+        let links = [
+            (Copies::LeavingAndArriving, Framing::Ethernet),
+            (Copies::One, Framing::Ethernet),
+            (Copies::One, Framing::RawIp),
+        ];
+        for (copies, framing) in links {
+            let link = Link { copies, framing };
+            let program = filter_program(PORT, MASK, link).unwrap();
+            let everything = filter_program(PORT, 0, link).unwrap();
             // Loopback's leaving copies are dropped; elsewhere, packets leaving are kept too.
             let leaving_kept = match copies {
                 Copies::LeavingAndArriving => 0,
@@ -873,15 +1010,17 @@ mod tests {
                         let client = SocketAddr::new(client_ip, client_port);
                         let sampled = client_port & MASK == 0;
                         for (src, dst) in [(client, server), (server, client)] {
-                            let bytes = frame(src, dst, SYN, ip_options, 0);
+                            let whole_frame = frame(src, dst, SYN, ip_options, 0);
+                            let protocol = protocol_of(&whole_frame);
+                            let bytes = framed(&whole_frame, framing);
                             for (packet_type, whole) in packet_types {
                                 let what = format!(
-                                    "{copies:?}, {src} -> {dst}, packet type {packet_type}, \
+                                    "{link:?}, {src} -> {dst}, packet type {packet_type}, \
                                      options {ip_options}"
                                 );
-                                let kept = run_filter(&program, &bytes, packet_type);
+                                let kept = run_filter(&program, bytes, packet_type, protocol);
                                 assert_eq!(kept, if sampled { whole } else { 0 }, "{what}");
-                                let all = run_filter(&everything, &bytes, packet_type);
+                                let all = run_filter(&everything, bytes, packet_type, protocol);
                                 assert_eq!(all, whole, "{what}, no sampling");
                             }
                         }
@@ -889,8 +1028,19 @@ mod tests {
                 }
                 let elsewhere = SocketAddr::new(client_ip, 9);
                 let other = frame(SocketAddr::new(client_ip, 40000), elsewhere, SYN, 0, 0);
+                let mut udp = frame(SocketAddr::new(client_ip, 40000), server, SYN, 0, 0);
+                let protocol_at = if client_ip.is_ipv4() { 9 } else { 6 };
+                udp[ETHERNET_HEADER + protocol_at] = 17;
                 for (packet_type, _) in packet_types {
-                    assert_eq!(run_filter(&everything, &other, packet_type), 0);
+                    for not_kept in [&other, &udp] {
+                        let bytes = framed(not_kept, framing);
+                        let protocol = protocol_of(not_kept);
+                        assert_eq!(
+                            run_filter(&everything, bytes, packet_type, protocol),
+                            0,
+                            "{link:?}"
+                        );
+                    }
                 }
             }
         }
@@ -928,6 +1078,54 @@ mod tests {
         assert_eq!(parse_frame(&not_tcp), None);
         let short = frame(client, server, SYN, 0, 0);
         assert_eq!(parse_frame(&short[..14 + 40 + 10]), None);
+    }
+
+    #[test]
+    fn bare_ip_packets_parse_as_their_ethernet_frames_do() {
+        let pairs = [
+            ("203.0.113.1:40000", "203.0.113.2:8080"),
+            ("[2001:db8::1]:40000", "[2001:db8::2]:8080"),
+        ];
+        for (client, server) in pairs {
+            let (client, server): (SocketAddr, SocketAddr) =
+                (client.parse().unwrap(), server.parse().unwrap());
+            for (src, dst, flags, options, payload) in [
+                (client, server, SYN, 0, 0),
+                (server, client, SYN | ACK, 8, 0),
+                (client, server, ACK | PSH, 4, 100),
+            ] {
+                let whole = frame(src, dst, flags, options, payload);
+                let packet = parse_frame(&whole).unwrap();
+                assert_eq!(parse_ip(&whole[ETHERNET_HEADER..]), Some(packet));
+                assert_eq!(
+                    Framing::RawIp.parse(&whole[ETHERNET_HEADER..]),
+                    Some(packet)
+                );
+                assert_eq!(Framing::Ethernet.parse(&whole), Some(packet));
+                assert_eq!((packet.src, packet.dst, packet.flags), (src, dst, flags));
+                assert_eq!(packet.payload_len, payload);
+            }
+        }
+        let v4 = frame(
+            "203.0.113.1:1".parse().unwrap(),
+            "203.0.113.2:2".parse().unwrap(),
+            SYN,
+            0,
+            0,
+        );
+        // An Ethernet frame is no IP packet (its first byte is a MAC address's), and an IP
+        // version that is neither 4 nor 6, or another than the ethertype says, is refused.
+        assert_eq!(parse_ip(&v4), None);
+        let mut wrong_version = v4.clone();
+        wrong_version[ETHERNET_HEADER] = 0x65;
+        assert_eq!(parse_ip(&wrong_version[ETHERNET_HEADER..]), None);
+        assert_eq!(parse_frame(&wrong_version), None);
+        let mut mislabelled = v4.clone();
+        mislabelled[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+        assert_eq!(parse_frame(&mislabelled), None);
+        // Too short, and empty.
+        assert_eq!(parse_ip(&v4[ETHERNET_HEADER..ETHERNET_HEADER + 30]), None);
+        assert_eq!(parse_ip(&[]), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::panic;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -141,6 +141,45 @@ impl Namespace {
             })
     }
 
+    /// Sets the kernel parameter `name` (as `sysctl` spells it: `net.core.somaxconn`, or a path
+    /// under `/proc/sys` such as `net/ipv4/conf/eth0.1/rp_filter` when a part holds a dot) to
+    /// `value` inside the namespace, and reads it back.
+    ///
+    /// The `net.` parameters are the namespace's own, written from a thread that has entered
+    /// it; others (`kernel.`, `vm.`) are the machine's, and this is not the way to set them.
+    /// Fails, saying which parameter, if the name is not a parameter of this kernel, the value
+    /// is refused, or the kernel keeps another value (it clamps some).
+    pub fn sysctl(&self, name: &str, value: &str) -> io::Result<()> {
+        let path = sysctl_path(name)?;
+        let written = self.run(|| {
+            std::fs::write(&path, value)?;
+            std::fs::read_to_string(&path)
+        })?;
+        let in_context = |error: io::Error| {
+            io::Error::new(
+                error.kind(),
+                format!(
+                    "cannot set {name} to {value:?} in network namespace {}: {error}",
+                    self.name
+                ),
+            )
+        };
+        let written = written.map_err(in_context)?;
+        // The kernel writes multi-value parameters back with tabs.
+        let words = |text: &str| {
+            text.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        if words(&written) != words(value) {
+            return Err(in_context(io::Error::other(format!(
+                "the kernel kept {:?}",
+                written.trim()
+            ))));
+        }
+        Ok(())
+    }
+
     /// The namespace's file, for `setns`.
     fn open(&self) -> io::Result<File> {
         let path = Path::new(NETNS_DIR).join(&self.name);
@@ -234,6 +273,26 @@ fn output(
         Err(panic) => panic::resume_unwind(panic),
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The file under `/proc/sys` of the kernel parameter `name`: dots separate its parts unless it
+/// holds a slash (then it is the path itself, for parts such as interface names with dots).
+fn sysctl_path(name: &str) -> io::Result<PathBuf> {
+    let relative = if name.contains('/') {
+        name.to_owned()
+    } else {
+        name.replace('.', "/")
+    };
+    let parts_valid = relative
+        .split('/')
+        .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'));
+    if !parts_valid {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not the name of a kernel parameter"),
+        ));
+    }
+    Ok(Path::new("/proc/sys").join(relative))
 }
 
 /// Moves the calling thread into the network namespace that `file` stands for.
@@ -421,6 +480,63 @@ mod tests {
         assert_eq!(dead_exist, [false; 2], "{dead:?} must be swept");
         assert_eq!(kept_exist, [true; 3], "{kept:?} must be kept");
         assert!(dead_exists_again, "{} was swept twice", dead[0]);
+    }
+
+    #[test]
+    fn sysctl_sets_the_namespaces_own_parameter() {
+        if skip_unless_root(
+            "netns::tests::sysctl_sets_the_namespaces_own_parameter",
+            "creating network namespaces",
+        ) {
+            return;
+        }
+        const SOMAXCONN: &str = "/proc/sys/net/core/somaxconn";
+        let host_before = std::fs::read_to_string(SOMAXCONN).unwrap();
+        let namespace = Namespace::create("shaker-wire-test-").unwrap();
+        namespace.sysctl("net.core.somaxconn", "12345").unwrap();
+        let inside = namespace.exec(&["cat", SOMAXCONN], None).unwrap();
+        assert_eq!(inside.trim(), "12345");
+        assert_eq!(std::fs::read_to_string(SOMAXCONN).unwrap(), host_before);
+        // Multi-value parameters, and the path form.
+        namespace
+            .sysctl("net/ipv4/ip_local_port_range", "20000 40000")
+            .unwrap();
+        let range = namespace
+            .exec(&["cat", "/proc/sys/net/ipv4/ip_local_port_range"], None)
+            .unwrap();
+        assert_eq!(
+            range.split_whitespace().collect::<Vec<_>>(),
+            ["20000", "40000"]
+        );
+        let error = namespace
+            .sysctl("net.core.no_such_parameter", "1")
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("net.core.no_such_parameter"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn sysctl_names_map_to_paths_under_proc_sys() {
+        assert_eq!(
+            sysctl_path("net.core.somaxconn").unwrap(),
+            Path::new("/proc/sys/net/core/somaxconn")
+        );
+        assert_eq!(
+            sysctl_path("net/ipv4/conf/eth0.1/rp_filter").unwrap(),
+            Path::new("/proc/sys/net/ipv4/conf/eth0.1/rp_filter")
+        );
+        for bad in [
+            "",
+            "net..core",
+            "net/../../etc/passwd",
+            "/net/core",
+            "net.core.",
+        ] {
+            let error = sysctl_path(bad).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
     }
 
     #[test]
