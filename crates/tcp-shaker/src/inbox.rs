@@ -20,6 +20,7 @@ use mio::{Registry, Token, Waker};
 use crate::delivery::{Delivery, Queue, Sink};
 use crate::error::{CheckError, ErrorKind};
 use crate::options::Family;
+use crate::sys;
 use crate::slab::Key;
 use crate::target::Target;
 
@@ -102,7 +103,7 @@ pub(crate) struct Inbox {
     state: Mutex<State>,
     finished: Condvar,
     waker: Waker,
-    /// The process that made the checker.
+    /// The process that made the checker (see [`sys::process_generation`]).
     process: u32,
 }
 
@@ -126,13 +127,13 @@ impl Inbox {
             }),
             finished: Condvar::new(),
             waker: Waker::new(registry, WAKER_TOKEN)?,
-            process: crate::sys::process_id(),
+            process: sys::process_generation(),
         })
     }
 
     /// Whether the caller runs in a process other than the one that made the checker.
     pub(crate) fn is_other_process(&self) -> bool {
-        crate::sys::process_id() != self.process
+        sys::process_generation() != self.process
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -65,9 +65,35 @@ pub(crate) fn open_files_limit() -> Option<u64> {
     None
 }
 
-/// The id of the current process, to tell a forked child from the process that made a checker.
-pub(crate) fn process_id() -> u32 {
-    std::process::id()
+/// Which process this is, as the number of `fork()`s between the first checker's process and
+/// this one: a forked child sees a number its parent's checkers were not made with. Read
+/// without a system call (`getpid` would cost one per submission): a handler registered with
+/// `pthread_atfork` counts forks in the child.
+#[cfg(unix)]
+pub(crate) fn process_generation() -> u32 {
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static FORKS: AtomicU32 = AtomicU32::new(0);
+    static REGISTER: Once = Once::new();
+
+    extern "C" fn count_fork_in_child() {
+        FORKS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    REGISTER.call_once(|| {
+        // SAFETY: the handler only increments an atomic, which is async-signal-safe, as a
+        // handler run in a child after fork() must be. Should registration fail, forks go
+        // uncounted, and a forked child's checks wait for their start_within instead of
+        // failing at once.
+        unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+    });
+    FORKS.load(Ordering::Relaxed)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn process_generation() -> u32 {
+    0
 }
 
 /// Whether an error says that the process (or the system) has no descriptor left.
