@@ -26,7 +26,11 @@ Exit status:
   0  every check found its port open (with --wait: every target became open)
   1  at least one check did not (with --wait: the time ran out, or Ctrl-C)
   2  usage or system error: bad flags, an unreadable file, invalid targets (the valid ones
-     still run), the checker could not start
+     still run), no targets at all, a --source address not on this machine, the checker
+     could not start or could not start a check in time (error kind not_started)
+  Ctrl-C, SIGTERM and SIGHUP end a run early as if it were done: the checks in flight are
+  reported as interrupted, statistics are printed, and the status is that of the checks
+  that finished.
   With --wait and a command, the command replaces tcp-checker and its status is the command's
   (126 or 127 if it could not be started).";
 
@@ -141,7 +145,7 @@ pub struct CheckArgs {
           value_parser = clap::value_parser!(u16).range(1..), help_heading = "Checks")]
     pub loops: u16,
 
-    /// Checks per target; 0 checks until interrupted (Ctrl-C)
+    /// Checks per target; 0 checks until interrupted (Ctrl-C, SIGTERM, SIGHUP)
     #[arg(
         short = 'n',
         long,

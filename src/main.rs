@@ -2,20 +2,29 @@
 //!
 //! Checks targets once, a number of times with statistics, or until they are open (`--wait`);
 //! `bench` measures the checker itself. Exit status: 0 every check found its port open, 1 at
-//! least one did not, 2 a usage or system error.
+//! least one did not, 2 a usage or system error (the checker's own failures included).
 
 mod args;
+mod banner;
 mod bench;
+mod binding;
 mod check;
+mod feed;
+mod interrupt;
 mod limits;
 mod loops;
 mod output;
 mod report;
 mod schedule;
+mod slots;
 mod stats;
+mod stream;
+mod target_files;
 mod targets;
+mod unique;
 mod verdict;
 mod wait;
+mod window;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

@@ -1,10 +1,13 @@
-//! Statistics of checks: per target (or per target and address), and over the whole run.
+//! Statistics of checks: counts over the whole run, and per target (or per target and address)
+//! for a run that checks a target more than once.
 //!
 //! Every update is O(1): counts, a running mean and variance of round trips (Welford's method),
 //! and the current and longest runs of open and not-open checks.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use tcp_shaker::Target;
 
 use crate::verdict::Verdict;
 
@@ -109,53 +112,91 @@ impl Stats {
     }
 }
 
-/// Statistics of every target, in target order, and the run's totals.
+/// Statistics of every target of a repeated run, in the order targets were taken.
 #[derive(Debug)]
 pub struct StatsTable {
-    /// Per target: one entry, or with `per_address` one per address in the order first seen.
-    by_target: Vec<Vec<(Option<SocketAddr>, Stats)>>,
+    targets: Vec<TargetStats>,
     per_address: bool,
-    pub totals: Counts,
+}
+
+/// One target's statistics: one entry, or with `per_address` one per address in the order
+/// first seen.
+#[derive(Debug)]
+struct TargetStats {
+    target: Target,
+    by_address: Vec<(Option<SocketAddr>, Stats)>,
+    /// Checks in flight when the run was interrupted.
+    interrupted: u64,
 }
 
 impl StatsTable {
-    /// A table for `targets` targets; with `per_address`, each address of a target is counted
-    /// on its own.
-    pub fn new(targets: usize, per_address: bool) -> StatsTable {
+    /// An empty table; with `per_address`, each address of a target is counted on its own.
+    pub fn new(per_address: bool) -> StatsTable {
         StatsTable {
-            by_target: vec![Vec::new(); targets],
+            targets: Vec::new(),
             per_address,
-            totals: Counts::default(),
         }
     }
 
-    /// Adds a check of `target` that used `address`; returns the statistics it was added to.
-    pub fn add(&mut self, target: usize, address: Option<SocketAddr>, verdict: Verdict) -> &Stats {
-        self.totals.add(verdict);
+    /// Adds target `number`, the next in order.
+    pub fn add_target(&mut self, number: usize, target: &Target) {
+        if number == self.targets.len() {
+            self.targets.push(TargetStats {
+                target: target.clone(),
+                by_address: Vec::new(),
+                interrupted: 0,
+            });
+        }
+    }
+
+    /// Adds a check of target `number` that used `address`; returns the statistics it was
+    /// added to (`None` for a target never added).
+    pub fn add(
+        &mut self,
+        number: usize,
+        address: Option<SocketAddr>,
+        verdict: Verdict,
+    ) -> Option<&Stats> {
         let key = if self.per_address { address } else { None };
-        let entries = &mut self.by_target[target];
+        let entries = &mut self.targets.get_mut(number)?.by_address;
         let position = match entries.iter().position(|(entry, _)| *entry == key) {
             Some(position) => position,
             None => {
+                // Most targets have one entry: room for exactly that, not a growing vector's 4.
+                entries.reserve_exact(1);
                 entries.push((key, Stats::default()));
                 entries.len() - 1
             }
         };
         let stats = &mut entries[position].1;
         stats.add(verdict);
-        stats
+        Some(stats)
     }
 
-    /// Every entry as (target index, address when counted per address, statistics).
-    pub fn entries(&self) -> impl Iterator<Item = (usize, Option<SocketAddr>, &Stats)> {
-        self.by_target
+    /// Counts a check of target `number` that was interrupted; returns its number among the
+    /// target's checks, after those that finished (from 1).
+    pub fn add_interrupted(&mut self, number: usize) -> u64 {
+        let Some(target) = self.targets.get_mut(number) else {
+            return 1;
+        };
+        target.interrupted += 1;
+        let finished = target
+            .by_address
             .iter()
-            .enumerate()
-            .flat_map(|(target, entries)| {
-                entries
-                    .iter()
-                    .map(move |(address, stats)| (target, *address, stats))
-            })
+            .map(|(_, stats)| stats.counts.sent)
+            .max()
+            .unwrap_or(0);
+        finished + target.interrupted
+    }
+
+    /// Every entry as (target, address when counted per address, statistics).
+    pub fn entries(&self) -> impl Iterator<Item = (&Target, Option<SocketAddr>, &Stats)> {
+        self.targets.iter().flat_map(|target| {
+            target
+                .by_address
+                .iter()
+                .map(move |(address, stats)| (&target.target, *address, stats))
+        })
     }
 }
 
@@ -213,15 +254,27 @@ mod tests {
     fn the_table_keeps_addresses_apart_only_when_asked() {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "[::1]:1".parse().unwrap();
-        let mut merged = StatsTable::new(2, false);
-        merged.add(1, Some(a), open(1));
-        assert_eq!(merged.add(1, Some(b), Verdict::Closed).counts.sent, 2);
-        let mut apart = StatsTable::new(2, true);
+        let target: Target = "localhost:1".parse().unwrap();
+        let mut merged = StatsTable::new(false);
+        merged.add_target(0, &target);
+        merged.add(0, Some(a), open(1));
+        assert_eq!(
+            merged.add(0, Some(b), Verdict::Closed).unwrap().counts.sent,
+            2
+        );
+        assert!(merged.add(1, Some(a), open(1)).is_none(), "no target 1");
+        assert_eq!(merged.add_interrupted(0), 3);
+        let mut apart = StatsTable::new(true);
+        apart.add_target(0, &target);
+        apart.add_target(1, &target);
         apart.add(1, Some(a), open(1));
-        assert_eq!(apart.add(1, Some(b), Verdict::Closed).counts.sent, 1);
-        let entries: Vec<_> = apart.entries().map(|(t, addr, _)| (t, addr)).collect();
-        assert_eq!(entries, [(1, Some(a)), (1, Some(b))]);
-        assert_eq!(apart.totals.sent, 2);
-        assert_eq!(apart.totals.open, 1);
+        assert_eq!(
+            apart.add(1, Some(b), Verdict::Closed).unwrap().counts.sent,
+            1
+        );
+        let entries: Vec<_> = apart.entries().map(|(_, addr, _)| addr).collect();
+        assert_eq!(entries, [Some(a), Some(b)]);
+        assert_eq!(apart.add_interrupted(1), 2);
+        assert_eq!(apart.add_interrupted(1), 3);
     }
 }

@@ -1,23 +1,21 @@
-//! Target specs (`host:port`, `[v6]:port`, `host:80,443`, `host:8000-8100`) and where they come
-//! from: arguments, `-a`, and files of one spec a line.
+//! Target specs (`host:port`, `[v6]:port`, `host:80,443`, `host:8000-8100`): their syntax, the
+//! targets each stands for (expanded one at a time, never all at once), and the report of a
+//! spec refused, with where it came from.
 //!
 //! Host validation is the library's ([`Target::new`]); this module only splits the host from the
-//! port list, expands the list, and remembers where each bad spec came from so that it can be
-//! reported with its file and line while the good ones still run.
+//! port list and checks the list. Reading specs from files is [`crate::target_files`]'s job.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader};
 use std::net::Ipv6Addr;
 use std::ops::RangeInclusive;
-use std::path::Path;
 
-use anyhow::Context;
 use tcp_shaker::{CheckError, Family, Host, Target};
 
 /// How a spec's host and ports are written, repeated in error messages.
 const SPEC_FORMS: &str = "host:port, [v6]:port, host:80,443 or host:8000-8100";
+
+/// Echoed input is cut to this many characters, so that a huge bad line stays readable.
+const ECHO_LIMIT: usize = 100;
 
 /// Where a spec was read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,8 +39,20 @@ impl fmt::Display for Source {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvalidTarget {
     pub source: Source,
+    /// The spec as given, cut to [`ECHO_LIMIT`] characters.
     pub input: String,
     pub reason: String,
+}
+
+impl InvalidTarget {
+    /// The refusal of `input` from `source`; the input is kept only in part if it is long.
+    pub fn new(source: Source, input: &str, reason: String) -> InvalidTarget {
+        InvalidTarget {
+            source,
+            input: shorten(input),
+            reason,
+        }
+    }
 }
 
 impl fmt::Display for InvalidTarget {
@@ -55,119 +65,114 @@ impl fmt::Display for InvalidTarget {
     }
 }
 
-/// The targets to check, in the order given and without duplicates, and the specs refused.
-#[derive(Debug, Default)]
-pub struct TargetList {
-    pub targets: Vec<Target>,
-    pub invalid: Vec<InvalidTarget>,
-    seen: HashSet<Target>,
-    family: Family,
-}
-
-impl TargetList {
-    /// An empty list that refuses IP addresses `family` does not admit (`-4`, `-6`).
-    pub fn new(family: Family) -> TargetList {
-        TargetList {
-            family,
-            ..TargetList::default()
-        }
-    }
-
-    /// Adds the targets of one spec, or records why it is refused.
-    pub fn add_spec(&mut self, spec: &str, source: Source) {
-        match parse_spec(spec).and_then(|targets| self.admit_family(targets)) {
-            Ok(targets) => {
-                for target in targets {
-                    if self.seen.insert(target.clone()) {
-                        self.targets.push(target);
-                    }
-                }
-            }
-            Err(reason) => self.invalid.push(InvalidTarget {
-                source,
-                input: spec.to_owned(),
-                reason,
-            }),
-        }
-    }
-
-    fn admit_family(&self, targets: Vec<Target>) -> Result<Vec<Target>, String> {
-        let family = self.family;
-        match targets.first().map(Target::host) {
-            Some(Host::Ip(ip)) if !family.admits(*ip) => {
-                let (is, asked) = if ip.is_ipv4() {
-                    ("IPv4", "-6 asks for IPv6")
-                } else {
-                    ("IPv6", "-4 asks for IPv4")
-                };
-                Err(format!("the host is an {is} address, and {asked} only"))
-            }
-            _ => Ok(targets),
-        }
-    }
-
-    /// Adds the specs of a file (`-` for standard input): one a line, blank lines and `#`
-    /// comments ignored. Fails only if the file cannot be read.
-    pub fn add_file(&mut self, path: &Path) -> anyhow::Result<()> {
-        if path == Path::new("-") {
-            return self
-                .add_lines(io::stdin().lock(), "<stdin>")
-                .context("could not read targets from standard input");
-        }
-        let file = File::open(path)
-            .with_context(|| format!("could not open the targets file {}", path.display()))?;
-        self.add_lines(BufReader::new(file), &path.display().to_string())
-            .with_context(|| format!("could not read the targets file {}", path.display()))
-    }
-
-    fn add_lines(&mut self, reader: impl BufRead, name: &str) -> io::Result<()> {
-        for (index, line) in reader.split(b'\n').enumerate() {
-            let line = line?;
-            let source = Source::File {
-                path: name.to_owned(),
-                line: index + 1,
-            };
-            match String::from_utf8(line) {
-                Ok(text) => {
-                    let spec = strip_comment(&text).trim();
-                    if !spec.is_empty() {
-                        self.add_spec(spec, source);
-                    }
-                }
-                Err(error) => self.invalid.push(InvalidTarget {
-                    source,
-                    input: String::from_utf8_lossy(error.as_bytes()).trim().to_owned(),
-                    reason: "the line is not valid UTF-8".to_owned(),
-                }),
-            }
-        }
-        Ok(())
+/// `text` whole if it has at most [`ECHO_LIMIT`] characters, else its start and an ellipsis.
+pub fn shorten(text: &str) -> String {
+    match text.char_indices().nth(ECHO_LIMIT) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
 }
 
-fn strip_comment(line: &str) -> &str {
-    line.split_once('#').map_or(line, |(before, _)| before)
+/// The targets of one spec: a host and its port ranges, in the order written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// The host with the spec's first port.
+    first: Target,
+    ranges: Vec<RangeInclusive<u16>>,
 }
 
-/// The targets a spec stands for, in the order written, or why the spec is refused.
+impl Spec {
+    /// The spec's first target: its host, and the first port written.
+    pub fn first(&self) -> &Target {
+        &self.first
+    }
+
+    /// The width of the widest target of the spec, as printed.
+    pub fn widest_name(&self) -> usize {
+        let highest = self.ranges.iter().map(|range| *range.end()).max();
+        let digits = |port: u16| port.to_string().len();
+        let first = self.first.port();
+        self.first.to_string().len() - digits(first) + digits(highest.unwrap_or(first))
+    }
+
+    /// Whether the host is a name (to be resolved) rather than an IP address.
+    pub fn has_host_name(&self) -> bool {
+        matches!(self.first.host(), Host::Name(_))
+    }
+
+    /// The spec's targets one at a time, in the order written (duplicates included).
+    pub fn into_targets(self) -> SpecTargets {
+        SpecTargets {
+            spec: self,
+            range: 0,
+            next: 0,
+        }
+    }
+}
+
+/// The targets of a [`Spec`], made one at a time.
+#[derive(Debug)]
+pub struct SpecTargets {
+    spec: Spec,
+    /// The range being walked.
+    range: usize,
+    /// The next port of that range (0: its start); wider than a port, to pass 65535.
+    next: u32,
+}
+
+impl Iterator for SpecTargets {
+    type Item = Target;
+
+    fn next(&mut self) -> Option<Target> {
+        loop {
+            let range = self.spec.ranges.get(self.range)?;
+            let port = self.next.max(u32::from(*range.start()));
+            if port > u32::from(*range.end()) {
+                self.range += 1;
+                self.next = 0;
+                continue;
+            }
+            self.next = port + 1;
+            let port = u16::try_from(port).ok()?;
+            if port == self.spec.first.port() {
+                return Some(self.spec.first.clone());
+            }
+            // Ports were checked to be from 1 to 65535, and port 0 is `with_port`'s only failure.
+            if let Ok(target) = self.spec.first.with_port(port) {
+                return Some(target);
+            }
+        }
+    }
+}
+
+/// The targets a spec stands for, or why the spec is refused; with `-4`/`-6` (`family`), an IP
+/// address of the other family is refused.
 ///
 /// The host is everything before the last `:` (or inside `[ ]` for IPv6), validated by
 /// [`Target::new`]; the port list is comma-separated ports and ranges `a-b` with
 /// `1 <= a <= b <= 65535`.
-pub fn parse_spec(spec: &str) -> Result<Vec<Target>, String> {
+pub fn parse_spec(spec: &str, family: Family) -> Result<Spec, String> {
     let (host, ports) = split_host_ports(spec)?;
     let ranges = parse_port_list(ports)?;
-    let mut ports = ranges.into_iter().flatten();
-    let Some(first_port) = ports.next() else {
-        return Ok(Vec::new());
-    };
+    let first_port = ranges.first().map_or(1, |range| *range.start());
     let first = Target::new(host, first_port).map_err(|error| reason_of(&error))?;
-    let mut targets = Vec::with_capacity(ports.size_hint().0 + 1);
-    for port in ports {
-        targets.push(first.with_port(port).map_err(|error| reason_of(&error))?);
+    admit_family(&first, family)?;
+    Ok(Spec { first, ranges })
+}
+
+/// Refuses an IP address that `family` does not admit.
+fn admit_family(target: &Target, family: Family) -> Result<(), String> {
+    match target.host() {
+        Host::Ip(ip) if !family.admits(*ip) => {
+            let (is, asked) = if ip.is_ipv4() {
+                ("IPv4", "-6 asks for IPv6")
+            } else {
+                ("IPv6", "-4 asks for IPv4")
+            };
+            Err(format!("the host is an {is} address, and {asked} only"))
+        }
+        _ => Ok(()),
     }
-    targets.insert(0, first);
-    Ok(targets)
 }
 
 /// Splits `[v6]:ports` or `host:ports` at the last `:`.
@@ -184,7 +189,10 @@ fn split_host_ports(spec: &str) -> Result<(&str, &str), String> {
         let Some((inside, after)) = rest.split_once(']') else {
             return Err("the '[' of an IPv6 address is not closed; write [address]:port".into());
         };
-        if inside.parse::<Ipv6Addr>().is_err() {
+        let address = inside
+            .split_once('%')
+            .map_or(inside, |(address, _)| address);
+        if address.parse::<Ipv6Addr>().is_err() {
             return Err("the text inside [ ] is not an IPv6 address".into());
         }
         let Some(ports) = after.strip_prefix(':') else {
@@ -214,7 +222,10 @@ fn parse_port_list(list: &str) -> Result<Vec<RangeInclusive<u16>>, String> {
     list.split(',')
         .map(|item| {
             if item.is_empty() {
-                return Err(format!("the port list {list:?} has an empty entry"));
+                return Err(format!(
+                    "the port list {:?} has an empty entry",
+                    shorten(list)
+                ));
             }
             match item.split_once('-') {
                 Some((first, last)) => {
@@ -235,14 +246,16 @@ fn parse_port_list(list: &str) -> Result<Vec<RangeInclusive<u16>>, String> {
 fn parse_port(text: &str) -> Result<u16, String> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
-            "{text:?} is not a port; ports are numbers from 1 to 65535"
+            "{:?} is not a port; ports are numbers from 1 to 65535",
+            shorten(text)
         ));
     }
     match text.parse::<u16>() {
         Ok(0) => Err("port 0 cannot be checked; ports go from 1 to 65535".into()),
         Ok(port) => Ok(port),
         Err(_) => Err(format!(
-            "port {text} is out of range; ports go from 1 to 65535"
+            "port {} is out of range; ports go from 1 to 65535",
+            shorten(text)
         )),
     }
 }
@@ -252,7 +265,7 @@ fn parse_port(text: &str) -> Result<u16, String> {
 fn reason_of(error: &CheckError) -> String {
     error
         .detail()
-        .map_or_else(|| error.to_string(), str::to_owned)
+        .map_or_else(|| shorten(&error.to_string()), str::to_owned)
 }
 
 #[cfg(test)]
@@ -261,8 +274,12 @@ mod tests {
 
     use proptest::prelude::*;
 
+    fn expand(spec: &str) -> Result<Vec<Target>, String> {
+        parse_spec(spec, Family::Any).map(|spec| spec.into_targets().collect())
+    }
+
     fn targets(spec: &str) -> Vec<String> {
-        parse_spec(spec)
+        expand(spec)
             .unwrap_or_else(|reason| panic!("{spec:?} refused: {reason}"))
             .iter()
             .map(Target::to_string)
@@ -270,7 +287,7 @@ mod tests {
     }
 
     fn refusal(spec: &str) -> String {
-        match parse_spec(spec) {
+        match parse_spec(spec, Family::Any) {
             Ok(targets) => panic!("{spec:?} accepted as {targets:?}"),
             Err(reason) => reason,
         }
@@ -289,7 +306,15 @@ mod tests {
             ["host:22", "host:80", "host:8000", "host:8001", "host:1"]
         );
         assert_eq!(targets("h:1-1"), ["h:1"]);
-        assert_eq!(parse_spec("127.0.0.1:1-65535").map(|t| t.len()), Ok(65535));
+        assert_eq!(targets("h:80,80"), ["h:80", "h:80"]);
+        assert_eq!(targets("[fe80::1%1]:22"), ["[fe80::1%1]:22"]);
+        let all = expand("127.0.0.1:1-65535").unwrap();
+        assert_eq!(all.len(), 65535);
+        assert_eq!(all.last().map(Target::port), Some(65535));
+        let spec = parse_spec("127.0.0.1:65530-65535,1", Family::Any).unwrap();
+        assert_eq!(spec.widest_name(), "127.0.0.1:65535".len());
+        assert!(!spec.has_host_name());
+        assert!(parse_spec("db:1", Family::Any).unwrap().has_host_name());
     }
 
     #[test]
@@ -323,61 +348,55 @@ mod tests {
     }
 
     #[test]
-    fn files_skip_blank_lines_and_comments_and_number_bad_lines() {
-        let mut list = TargetList::default();
-        let text = "# services\n\ndb:5432  # the database\n  cache:6379\nbad line\n\n[::1]:1-2\r\ndb:5432\n";
-        list.add_lines(text.as_bytes(), "targets.txt").unwrap();
-        let names: Vec<String> = list.targets.iter().map(Target::to_string).collect();
-        assert_eq!(names, ["db:5432", "cache:6379", "[::1]:1", "[::1]:2"]);
-        assert_eq!(list.invalid.len(), 1);
-        let invalid = &list.invalid[0];
-        assert_eq!(
-            invalid.source,
+    fn addresses_of_the_other_family_are_refused() {
+        let v6_only = |spec| parse_spec(spec, Family::V6);
+        assert!(
+            v6_only("127.0.0.1:80")
+                .unwrap_err()
+                .contains("IPv4 address, and -6")
+        );
+        assert!(v6_only("[::1]:80").is_ok() && v6_only("localhost:80").is_ok());
+        assert!(
+            parse_spec("[::1]:80", Family::V4)
+                .unwrap_err()
+                .contains("IPv6 address, and -4")
+        );
+    }
+
+    #[test]
+    fn long_input_is_echoed_in_part() {
+        let long = "x".repeat(10_000);
+        let echoed = shorten(&long);
+        assert_eq!(echoed.chars().count(), ECHO_LIMIT + 1);
+        assert!(echoed.ends_with('…'));
+        assert_eq!(shorten("short"), "short");
+        assert_eq!(shorten(&"é".repeat(150)).chars().count(), ECHO_LIMIT + 1);
+        let invalid = InvalidTarget::new(Source::Argument, &long, "why".into());
+        assert!(invalid.to_string().len() < 200, "{invalid}");
+        for spec in [
+            format!("db:{long}"),
+            format!("db:1,{long}"),
+            format!("db:1,,{long}"),
+            format!("db:{}", "9".repeat(10_000)),
+        ] {
+            let reason = refusal(&spec);
+            assert!(reason.len() < 300, "{spec:.20}: {reason}");
+        }
+    }
+
+    #[test]
+    fn arguments_and_lines_are_reported_as_such() {
+        let argument = InvalidTarget::new(Source::Argument, "db", "the port is missing".into());
+        assert_eq!(argument.to_string(), "argument \"db\": the port is missing");
+        let line = InvalidTarget::new(
             Source::File {
                 path: "targets.txt".into(),
-                line: 5
-            }
+                line: 5,
+            },
+            "bad line",
+            "why".into(),
         );
-        assert!(
-            invalid
-                .to_string()
-                .starts_with("targets.txt:5: \"bad line\": "),
-            "{invalid}"
-        );
-    }
-
-    #[test]
-    fn invalid_lines_that_are_not_text_are_reported() {
-        let mut list = TargetList::default();
-        list.add_lines(&b"db:1\n\xff\xfe:80\n"[..], "f").unwrap();
-        assert_eq!(list.targets.len(), 1);
-        assert_eq!(list.invalid[0].reason, "the line is not valid UTF-8");
-    }
-
-    #[test]
-    fn addresses_of_the_other_family_are_refused() {
-        let mut list = TargetList::new(Family::V6);
-        list.add_spec("127.0.0.1:80", Source::Argument);
-        list.add_spec("[::1]:80", Source::Argument);
-        list.add_spec("localhost:80", Source::Argument);
-        assert_eq!(list.targets.len(), 2);
-        assert!(list.invalid[0].reason.contains("IPv4 address, and -6"));
-        let mut list = TargetList::new(Family::V4);
-        list.add_spec("[::1]:80", Source::Argument);
-        assert!(list.invalid[0].reason.contains("IPv6 address, and -4"));
-    }
-
-    #[test]
-    fn arguments_are_reported_as_such() {
-        let mut list = TargetList::default();
-        list.add_spec("db", Source::Argument);
-        assert!(
-            list.invalid[0]
-                .to_string()
-                .starts_with("argument \"db\": the port is missing"),
-            "{}",
-            list.invalid[0]
-        );
+        assert_eq!(line.to_string(), "targets.txt:5: \"bad line\": why");
     }
 
     /// A host as a user writes it in a spec, and as `Target::new` takes it.
@@ -410,12 +429,12 @@ mod tests {
     proptest! {
         #[test]
         fn never_panics_on_arbitrary_text(text in ".{0,40}") {
-            let _ = parse_spec(&text);
+            let _ = parse_spec(&text, Family::Any);
         }
 
         #[test]
-        fn never_panics_on_spec_like_text(text in "[\\[\\]0-9a-f:.,-]{0,30}") {
-            let _ = parse_spec(&text);
+        fn never_panics_on_spec_like_text(text in "[\\[\\]0-9a-f:.,%-]{0,30}") {
+            let _ = parse_spec(&text, Family::Any);
         }
 
         #[test]
@@ -434,7 +453,7 @@ mod tests {
                 })
                 .collect();
             let spec = format!("{written}:{}", ports.join(","));
-            let parsed = parse_spec(&spec).map_err(|reason| {
+            let parsed = expand(&spec).map_err(|reason| {
                 TestCaseError::fail(format!("{spec:?} refused: {reason}"))
             })?;
             let expected: Vec<Target> = items
@@ -443,8 +462,11 @@ mod tests {
                 .map(|port| Target::new(&bare, port).unwrap())
                 .collect();
             prop_assert_eq!(&parsed, &expected);
+            let parsed_spec = parse_spec(&spec, Family::Any).unwrap();
+            let widest = expected.iter().map(|t| t.to_string().len()).max().unwrap();
+            prop_assert_eq!(parsed_spec.widest_name(), widest);
             for target in &parsed {
-                prop_assert_eq!(parse_spec(&target.to_string()), Ok(vec![target.clone()]));
+                prop_assert_eq!(expand(&target.to_string()), Ok(vec![target.clone()]));
             }
         }
     }

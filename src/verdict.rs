@@ -52,16 +52,10 @@ impl Verdict {
     }
 }
 
-/// A stable snake_case name for an error kind, for JSON.
-pub fn error_kind_name(error: &CheckError) -> &'static str {
-    match error.kind() {
-        ErrorKind::InvalidTarget => "invalid_target",
-        ErrorKind::InvalidOptions => "invalid_options",
-        ErrorKind::Resolve => "resolve",
-        ErrorKind::ResourceLimit => "resource_limit",
-        ErrorKind::NoLocalAddress => "no_local_address",
-        ErrorKind::Stopped => "stopped",
-        ErrorKind::Io => "io",
-        _ => "other",
-    }
+/// Whether a check failed for the checker's own sake (it could not start the check in time, or
+/// it stopped): nothing was learnt of the target.
+pub fn is_checker_failure(result: &Result<Report, CheckError>) -> bool {
+    result
+        .as_ref()
+        .is_err_and(|error| matches!(error.kind(), ErrorKind::NotStarted | ErrorKind::Stopped))
 }

@@ -3,18 +3,20 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tcp_shaker::Completion;
+use tcp_shaker::{Completion, Target};
 
 use crate::output::{RunKind, WaitEvent};
 use crate::report::Recorder;
-use crate::schedule::{Observer, Scheduler};
+use crate::schedule::{Observer, RunEnd, Scheduler};
+use crate::targets::InvalidTarget;
 use crate::verdict::Verdict;
 
 /// What is known of one target while waiting for it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct TargetWait {
+    name: String,
     checks: u64,
     open: bool,
     /// The last check's verdict, with its error message for an error.
@@ -22,16 +24,44 @@ struct TargetWait {
 }
 
 /// Follows each target's checks and reports the moment it becomes open.
-struct Waiter<'r, 'a> {
-    recorder: &'r mut Recorder<'a>,
+struct Waiter<'r> {
+    recorder: &'r mut Recorder,
     started: Instant,
+    /// By target number.
     targets: Vec<TargetWait>,
 }
 
-impl Observer for Waiter<'_, '_> {
-    fn completed(&mut self, target: usize, completion: &Completion) -> io::Result<()> {
-        self.recorder.completed(target, completion)?;
-        let state = &mut self.targets[target];
+impl Observer for Waiter<'_> {
+    fn added(&mut self, number: usize, target: &Target) -> io::Result<()> {
+        if number == self.targets.len() {
+            self.targets.push(TargetWait {
+                name: target.to_string(),
+                checks: 0,
+                open: false,
+                last: None,
+            });
+        }
+        self.recorder.added(number, target)
+    }
+
+    fn refused(&mut self, invalid: &InvalidTarget) -> io::Result<()> {
+        self.recorder.refused(invalid)
+    }
+
+    fn input_failed(&mut self, message: &str) -> io::Result<()> {
+        self.recorder.input_failed(message)
+    }
+
+    fn completed(
+        &mut self,
+        number: usize,
+        target: &Target,
+        completion: &Completion,
+    ) -> io::Result<()> {
+        self.recorder.completed(number, target, completion)?;
+        let Some(state) = self.targets.get_mut(number) else {
+            return Ok(());
+        };
         state.checks += 1;
         let open = completion
             .results()
@@ -40,7 +70,7 @@ impl Observer for Waiter<'_, '_> {
         if let Some(report) = open {
             state.open = true;
             let event = WaitEvent::Open {
-                target: self.recorder.name(target),
+                target: &state.name,
                 address: report.address(),
                 after: self.started.elapsed(),
                 checks: state.checks,
@@ -52,27 +82,31 @@ impl Observer for Waiter<'_, '_> {
         Ok(())
     }
 
+    fn interrupted(&mut self, number: usize, target: &Target, ran_for: Duration) -> io::Result<()> {
+        self.recorder.interrupted(number, target, ran_for)
+    }
+
     fn idle(&mut self) -> io::Result<()> {
         self.recorder.idle()
     }
 }
 
 /// Runs `scheduler` (planned with [`Mode::UntilOpen`](crate::schedule::Mode::UntilOpen)),
-/// reports the targets that did not become open, and returns whether all did.
-pub fn run(scheduler: Scheduler, recorder: &mut Recorder) -> io::Result<bool> {
-    let targets = scheduler.target_count();
+/// reports the targets that did not become open, and returns how the run ended and whether
+/// every target did (none at all: `false`).
+pub fn run(scheduler: Scheduler, recorder: &mut Recorder) -> io::Result<(RunEnd, bool)> {
     let mut waiter = Waiter {
         recorder,
         started: Instant::now(),
-        targets: vec![TargetWait::default(); targets],
+        targets: Vec::new(),
     };
     let end = scheduler.run(&mut waiter)?;
     let after = waiter.started.elapsed();
-    let all_open = waiter.targets.iter().all(|target| target.open);
-    for (index, target) in waiter.targets.iter().enumerate() {
+    let all_open = !waiter.targets.is_empty() && waiter.targets.iter().all(|target| target.open);
+    for target in &waiter.targets {
         if !target.open {
             let event = WaitEvent::NotOpen {
-                target: waiter.recorder.name(index),
+                target: &target.name,
                 after,
                 checks: target.checks,
                 last: target
@@ -84,7 +118,7 @@ pub fn run(scheduler: Scheduler, recorder: &mut Recorder) -> io::Result<bool> {
         }
     }
     waiter.recorder.finish(RunKind::Wait, &end, end.started)?;
-    Ok(all_open)
+    Ok((end, all_open))
 }
 
 /// Runs `command` in place of tcp-checker: on Unix it replaces this process and returns only

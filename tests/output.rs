@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::net::TcpListener;
+
 use common::{
     BoundSocket, SilentPort, assert_field, assert_fields, check_line, consecutive_ports,
     json_lines, listener, stderr, stdout, tcp_checker,
@@ -167,6 +169,8 @@ fn assert_check_schema(check: &Value) {
             "time",
             "error",
             "error_kind",
+            "phase",
+            "dns_ms",
         ],
     );
     assert_field(check, "target", "string");
@@ -178,6 +182,8 @@ fn assert_check_schema(check: &Value) {
     assert_field(check, "time", "string");
     assert_field(check, "error", "string|null");
     assert_field(check, "error_kind", "string|null");
+    assert_field(check, "phase", "string|null");
+    assert_field(check, "dns_ms", "number|null");
     let time = check["time"].as_str().unwrap();
     assert!(
         time.len() >= 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
@@ -185,9 +191,22 @@ fn assert_check_schema(check: &Value) {
     );
     let outcome = check["outcome"].as_str().unwrap();
     assert!(
-        ["open", "closed", "timed_out", "unreachable", "error"].contains(&outcome),
+        [
+            "open",
+            "closed",
+            "timed_out",
+            "unreachable",
+            "error",
+            "interrupted"
+        ]
+        .contains(&outcome),
         "{check}"
     );
+    let has_result = !["error", "interrupted"].contains(&outcome);
+    assert_eq!(check["phase"].is_string(), has_result, "{check}");
+    if has_result {
+        assert!(["connect", "resolve"].contains(&check["phase"].as_str().unwrap()));
+    }
     assert_eq!(check["rtt_ms"].is_number(), outcome == "open", "{check}");
     assert_eq!(check["error"].is_string(), outcome == "error", "{check}");
     assert_eq!(
@@ -200,6 +219,15 @@ fn assert_check_schema(check: &Value) {
         outcome != "error",
         "{check}"
     );
+    if check["address"]
+        .as_str()
+        .is_some_and(|address| address == check["target"])
+    {
+        assert!(
+            check["dns_ms"].is_null(),
+            "an IP target is not resolved: {check}"
+        );
+    }
 }
 
 const COUNT_FIELDS: [&str; 5] = ["open", "closed", "timed_out", "unreachable", "errors"];
@@ -213,11 +241,12 @@ fn assert_summary_schema(summary: &Value) {
         "invalid_targets",
         "elapsed_ms",
         "interrupted",
+        "interrupted_checks",
         "targets",
     ];
     fields.extend(COUNT_FIELDS);
     assert_fields(summary, &fields);
-    for field in ["checks", "planned", "invalid_targets"]
+    for field in ["checks", "planned", "invalid_targets", "interrupted_checks"]
         .iter()
         .chain(&COUNT_FIELDS)
     {
@@ -259,20 +288,21 @@ fn assert_summary_schema(summary: &Value) {
 
 #[test]
 fn json_is_one_object_a_line_with_stable_fields() {
-    let (_listener, open) = listener();
-    let closed = BoundSocket::bind(0).unwrap();
+    let open_listener = TcpListener::bind("[::1]:0").unwrap();
+    let open = open_listener.local_addr().unwrap();
+    let closed = TcpListener::bind("[::1]:0").unwrap().local_addr().unwrap();
+    // /etc/hosts gives localhost no IPv6 address here: with -6 its checks fail to resolve, and
+    // nothing is sent.
+    let unresolved = format!("localhost:{}", open.port());
     let output = tcp_checker()
         .args([
             "--json",
+            "-6",
             "-n",
             "2",
             &open.to_string(),
-            &closed.address.to_string(),
-            // An IPv6 source address that is not this host's (a documentation address): the
-            // IPv6 target's checks fail to bind, and nothing is sent.
-            "--source",
-            "2001:db8::1",
-            "[::1]:80",
+            &closed.to_string(),
+            &unresolved,
             "not-a-target",
         ])
         .output()
@@ -309,8 +339,8 @@ fn json_is_one_object_a_line_with_stable_fields() {
     outcomes.dedup();
     let mut expected = vec![
         (open.to_string(), "open".to_owned()),
-        (closed.address.to_string(), "closed".to_owned()),
-        ("[::1]:80".to_owned(), "error".to_owned()),
+        (closed.to_string(), "closed".to_owned()),
+        (unresolved.clone(), "error".to_owned()),
     ];
     expected.sort();
     assert_eq!(outcomes, expected);
@@ -339,7 +369,7 @@ fn json_is_one_object_a_line_with_stable_fields() {
     );
     let closed_stats = targets
         .iter()
-        .find(|t| t["target"] == closed.address.to_string())
+        .find(|t| t["target"] == closed.to_string())
         .unwrap();
     assert_eq!(closed_stats["loss_percent"], 100.0);
     assert!(closed_stats["rtt_avg_ms"].is_null());
@@ -456,4 +486,33 @@ fn open_only_keeps_statistics_to_the_targets_found_open() {
         "{text}"
     );
     assert!(text.contains("Finished 6/6 checks in "), "{text}");
+}
+
+#[test]
+fn json_says_where_a_check_ended_and_how_long_resolving_took() {
+    let (_listener, open) = listener();
+    let by_name = format!("localhost:{}", open.port());
+    let by_ip = open.to_string();
+    let output = tcp_checker()
+        .args(["--json", &by_ip, &by_name])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let lines = json_lines(&output);
+    let check = |target: &str| {
+        lines
+            .iter()
+            .find(|line| line["target"] == target)
+            .unwrap_or_else(|| panic!("no check of {target}: {lines:?}"))
+    };
+    let ip_check = check(&by_ip);
+    assert_check_schema(ip_check);
+    assert_eq!(ip_check["phase"], "connect");
+    assert!(ip_check["dns_ms"].is_null(), "{ip_check}");
+    let name_check = check(&by_name);
+    assert_check_schema(name_check);
+    assert_eq!(name_check["phase"], "connect");
+    let dns_ms = name_check["dns_ms"].as_f64().unwrap_or(-1.0);
+    let elapsed_ms = name_check["elapsed_ms"].as_f64().unwrap_or(-1.0);
+    assert!((0.0..=elapsed_ms).contains(&dns_ms), "{name_check}");
 }

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use common::{BoundSocket, json_lines, listener, stdout, tcp_checker};
+use common::{BoundSocket, json_lines, listener, signal_after, spawn_checker, stdout, tcp_checker};
 
 #[test]
 fn repeated_checks_print_statistics_per_target() {
@@ -113,28 +113,15 @@ fn many_targets_run_within_the_in_flight_bound() {
     assert_eq!(succeeded + connect_errors, 2000, "{text}");
 }
 
-fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tcp-checker"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Sends SIGINT to `child` after `after`, and collects its output.
 fn interrupt(child: Child, after: Duration) -> Output {
-    thread::sleep(after);
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: signalling a child this test spawned and has not reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    child.wait_with_output().unwrap()
+    signal_after(child, libc::SIGINT, after)
 }
 
 #[test]
 fn until_interrupted_prints_statistics_on_ctrl_c() {
     let (_listener, open) = listener();
-    let child = spawn(&["-n", "0", "-i", "100ms", &open.to_string()]);
+    let child = spawn_checker(&["-n", "0", "-i", "100ms", &open.to_string()]);
     let output = interrupt(child, Duration::from_millis(800));
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");
@@ -162,7 +149,7 @@ fn until_interrupted_prints_statistics_on_ctrl_c() {
 #[test]
 fn an_interrupted_json_run_says_so_and_exits_by_what_it_saw() {
     let closed = BoundSocket::bind(0).unwrap();
-    let child = spawn(&[
+    let child = spawn_checker(&[
         "--json",
         "-n",
         "0",

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    BoundSocket, TempFile, assert_field, check_line, consecutive_ports, json_lines, listener,
-    stderr, stdout, tcp_checker,
+    BoundSocket, Reaped, TempFile, assert_field, check_line, consecutive_ports, json_lines,
+    listener, stderr, stdout, tcp_checker,
 };
 
 #[test]
@@ -149,8 +149,21 @@ fn only_invalid_targets_run_nothing() {
     let output = tcp_checker().args(["--json", "nope:0"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let lines = json_lines(&output);
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["type"], "invalid_target");
+    assert_eq!(lines[1]["type"], "summary");
+    assert_eq!(
+        (
+            lines[1]["checks"].as_u64(),
+            lines[1]["invalid_targets"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    assert!(
+        stderr(&output).contains("no targets to check: every target given was invalid"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -226,6 +239,32 @@ fn every_address_of_a_name_is_its_own_line_and_statistics() {
 }
 
 #[test]
+fn a_source_address_not_on_this_machine_is_refused_before_anything_is_read() {
+    let (_listener, open) = listener();
+    // Documentation addresses (TEST-NET-1, 2001:db8::/32) are not this host's.
+    for source in ["192.0.2.1", "2001:db8::1"] {
+        let output = tcp_checker()
+            .args(["--json", "--source", source, &open.to_string()])
+            .args(["-f", "/nonexistent/targets.txt"])
+            .output()
+            .unwrap();
+        let errors = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{errors}");
+        assert!(output.stdout.is_empty(), "{}", stdout(&output));
+        assert!(
+            errors.contains(&format!(
+                "--source {source} is not an address of this machine"
+            )),
+            "{errors}"
+        );
+        assert!(
+            !errors.contains("targets file"),
+            "the file was not read: {errors}"
+        );
+    }
+}
+
+#[test]
 fn source_address_and_interface_bind_the_checks() {
     let (_listener, open) = listener();
     let open = open.to_string();
@@ -235,13 +274,13 @@ fn source_address_and_interface_bind_the_checks() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
 
-    // A documentation address (TEST-NET-1) is not this host's: bind fails, nothing is sent.
+    let v6_listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let v6_open = v6_listener.local_addr().unwrap().to_string();
     let output = tcp_checker()
-        .args(["--json", "--source", "192.0.2.1", &open])
+        .args(["--source", "::1", "--interface", "lo", &v6_open])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(json_lines(&output)[0]["error_kind"], "no_local_address");
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
 
     let output = tcp_checker()
         .args(["--interface", "nosuch0", &open])
@@ -256,4 +295,169 @@ fn source_address_and_interface_bind_the_checks() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("at most one --source address per address family"));
+}
+
+#[test]
+fn standard_input_is_checked_as_it_is_written() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let (_listener, open) = listener();
+    let child = Command::new(env!("CARGO_BIN_EXE_tcp-checker"))
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaped(child);
+    let mut input = child.0.stdin.take().unwrap();
+    let output = child.0.stdout.take().unwrap();
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    writeln!(input, "{open}").unwrap();
+    input.flush().unwrap();
+    let first = received
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a line of output while standard input is still open");
+    assert!(first.starts_with(&format!("{open}  open ")), "{first}");
+    drop(input);
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn an_empty_target_list_says_so_and_exits_with_2() {
+    let empty = TempFile::new("empty.txt", "");
+    let comments = TempFile::new("comments.txt", "# nothing\n\n   # to check\n");
+    let paths = [
+        empty.path(),
+        comments.path(),
+        std::path::Path::new("/dev/null"),
+    ];
+    for path in paths {
+        let output = tcp_checker().arg("-f").arg(path).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", path.display());
+        assert!(output.stdout.is_empty(), "{}", stdout(&output));
+        assert!(
+            stderr(&output).contains("tcp-checker: no targets to check: "),
+            "{}: {}",
+            path.display(),
+            stderr(&output)
+        );
+    }
+    let output = tcp_checker()
+        .args(["-f", "-"])
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("no targets to check"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = tcp_checker()
+        .args(["--json", "-f", "/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let summary = &lines[0];
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(
+        (summary["checks"].as_u64(), summary["planned"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(summary["interrupted"], false);
+}
+
+#[test]
+fn huge_bad_input_is_echoed_in_part() {
+    let (_listener, open) = listener();
+    let huge_line = "x".repeat(10 << 20);
+    let long_line = format!("db:{}", "7".repeat(200_000));
+    let file = TempFile::new("huge.txt", &format!("{huge_line}\n{long_line}\n{open}\n"));
+    let long_argument = format!("db:1,{}", "8".repeat(100_000));
+    let output = tcp_checker()
+        .arg("-f")
+        .arg(file.path())
+        .arg(&long_argument)
+        .output()
+        .unwrap();
+    let errors = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{errors:.500}");
+    assert_eq!(check_line(&stdout(&output), &open.to_string())[1], "open");
+    assert_eq!(errors.lines().count(), 3, "{errors:.1000}");
+    for line in errors.lines() {
+        assert!(line.chars().count() < 400, "{line:.500}...");
+        assert!(line.contains('…'), "{line}");
+    }
+    assert!(errors.contains(":1: \"xxxx"), "{errors:.1000}");
+
+    let output = tcp_checker()
+        .args(["--json", "-f"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let lines = json_lines(&output);
+    let refused: Vec<_> = lines
+        .iter()
+        .filter(|line| line["type"] == "invalid_target")
+        .collect();
+    assert_eq!(refused.len(), 2, "{:.1000}", stdout(&output));
+    for invalid in refused {
+        let input = invalid["input"].as_str().unwrap();
+        assert_eq!(input.chars().count(), 101, "{input}");
+        assert!(input.ends_with('…'), "{input}");
+        assert!(invalid["error"].as_str().unwrap().len() < 300, "{invalid}");
+    }
+}
+
+#[test]
+fn a_file_that_cannot_be_read_to_its_end_is_an_error_and_the_rest_still_runs() {
+    let (_listener, open) = listener();
+    // Reading a process's own memory at offset 0 fails with EIO, once the file is open.
+    let output = tcp_checker()
+        .args(["--json", "-f", "/proc/self/mem", &open.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("could not read the targets file /proc/self/mem: "),
+        "{}",
+        stderr(&output)
+    );
+    let lines = json_lines(&output);
+    assert_eq!(lines[0]["outcome"], "open", "{lines:?}");
+    assert_eq!(lines.last().unwrap()["type"], "summary");
+
+    let output = tcp_checker()
+        .args(["-f", "/proc/self/mem", &open.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("could not read the targets file /proc/self/mem: "),
+        "text output reads regular files ahead: {}",
+        stderr(&output)
+    );
+
+    let directory = std::env::temp_dir();
+    let output = tcp_checker().arg("-f").arg(&directory).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("is a directory"),
+        "{}",
+        stderr(&output)
+    );
 }

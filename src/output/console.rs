@@ -5,24 +5,49 @@
 
 use std::io::{self, Write};
 
-use indicatif::ProgressBar;
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Buffered output is written early once it grows past this.
 const FLUSH_AT: usize = 64 * 1024;
+/// A progress bar is shown once a run plans at least this many checks.
+const PROGRESS_FROM: u64 = 1000;
 
 /// Buffers for stdout and stderr, and the optional progress bar on stderr.
 pub struct Console {
     out: Vec<u8>,
     err: Vec<u8>,
+    /// Whether a progress bar may be shown (stderr is a terminal, the run has a planned end).
+    progress_allowed: bool,
     progress: Option<ProgressBar>,
+    /// Checks done so far, for a bar shown late.
+    done: u64,
 }
 
 impl Console {
-    pub fn new(progress: Option<ProgressBar>) -> Console {
+    pub fn new(progress_allowed: bool) -> Console {
         Console {
             out: Vec::new(),
             err: Vec::new(),
-            progress,
+            progress_allowed,
+            progress: None,
+            done: 0,
+        }
+    }
+
+    /// The run now plans `checks` checks in all (targets are read as the run goes): shows the
+    /// progress bar once that is [`PROGRESS_FROM`] or more, if allowed.
+    pub fn plan(&mut self, checks: u64) {
+        if let Some(progress) = &self.progress {
+            progress.set_length(checks);
+        } else if self.progress_allowed && checks >= PROGRESS_FROM {
+            let style = ProgressStyle::with_template(
+                "{bar:40.cyan/blue} {pos}/{len} checks, {elapsed} elapsed, {eta} left",
+            );
+            if let Ok(style) = style {
+                let progress = ProgressBar::new(checks).with_style(style);
+                progress.set_position(self.done);
+                self.progress = Some(progress);
+            }
         }
     }
 
@@ -37,7 +62,8 @@ impl Console {
     }
 
     /// Moves the progress bar one check on.
-    pub fn advance(&self) {
+    pub fn advance(&mut self) {
+        self.done += 1;
         if let Some(progress) = &self.progress {
             progress.inc(1);
         }

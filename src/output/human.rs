@@ -2,9 +2,10 @@
 //! original's summary block.
 
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{CheckEvent, Output, RunKind, Summary, TargetSummary, WaitEvent};
+use super::{CheckEvent, InterruptedEvent, Output, RunKind, Summary, TargetSummary, WaitEvent};
 use crate::targets::InvalidTarget;
 use crate::verdict::Verdict;
 
@@ -16,8 +17,10 @@ const ADDRESS_WIDTH: usize = 21;
 /// Human-readable output.
 pub struct Human {
     target_width: usize,
-    /// `None` when every target is an IP address, and the address column would repeat it.
+    /// `None` while every target is an IP address, and the address column would repeat it.
     address_width: Option<usize>,
+    /// Whether the address column starts with the first check of a host name.
+    addresses_from_first_name: bool,
     colour: bool,
     /// Print the end statistics even after a single check (`--summary`).
     always_summarise: bool,
@@ -25,35 +28,53 @@ pub struct Human {
 
 impl Human {
     /// Output whose target column is `target_width` wide (it grows if needed), with an address
-    /// column if `show_addresses`, colour if `colour`, and statistics even after one check if
+    /// column if `show_addresses` (`None`: from the first check of a host name on, for targets
+    /// not known in advance), colour if `colour`, and statistics even after one check if
     /// `always_summarise`.
     pub fn new(
         target_width: usize,
-        show_addresses: bool,
+        show_addresses: Option<bool>,
         colour: bool,
         always_summarise: bool,
     ) -> Human {
         Human {
             target_width,
-            address_width: show_addresses.then_some(ADDRESS_WIDTH),
+            address_width: (show_addresses == Some(true)).then_some(ADDRESS_WIDTH),
+            addresses_from_first_name: show_addresses.is_none(),
             colour,
             always_summarise,
         }
     }
 
-    fn outcome(&self, out: &mut dyn Write, verdict: Verdict) -> io::Result<()> {
-        let name = verdict.human_name();
-        let colour = match verdict {
-            Verdict::Open { .. } => "32",
-            Verdict::TimedOut => "33",
-            Verdict::Closed | Verdict::Unreachable | Verdict::Error => "31",
-        };
+    /// The target column, and the address column if there is one.
+    fn target_columns(
+        &mut self,
+        out: &mut dyn Write,
+        target: &str,
+        by_name: bool,
+        address: Option<SocketAddr>,
+    ) -> io::Result<()> {
+        self.target_width = self.target_width.max(target.len());
+        write!(out, "{target:0$}  ", self.target_width)?;
+        if by_name && self.addresses_from_first_name && self.address_width.is_none() {
+            self.address_width = Some(ADDRESS_WIDTH);
+        }
+        if let Some(width) = &mut self.address_width {
+            let address = address.map_or_else(|| "-".to_owned(), |a| a.to_string());
+            *width = (*width).max(address.len());
+            write!(out, "{address:0$}  ", *width)?;
+        }
+        Ok(())
+    }
+
+    /// The outcome column: `name` coloured as `colour` (an SGR code) on a terminal.
+    fn outcome(&self, out: &mut dyn Write, name: &str, colour: &str) -> io::Result<()> {
         if self.colour {
             write!(out, "\x1b[{colour}m{name}\x1b[0m")?;
         } else {
             out.write_all(name.as_bytes())?;
         }
-        write!(out, "{:1$}", "", OUTCOME_WIDTH - name.len())
+        write!(out, "{:1$}", "", OUTCOME_WIDTH.saturating_sub(name.len()))
     }
 
     fn target_statistics(&self, out: &mut dyn Write, entry: &TargetSummary) -> io::Result<()> {
@@ -95,21 +116,29 @@ impl Human {
 
 impl Output for Human {
     fn check(&mut self, out: &mut dyn Write, check: &CheckEvent) -> io::Result<()> {
-        self.target_width = self.target_width.max(check.target.len());
-        write!(out, "{:1$}  ", check.target, self.target_width)?;
-        if let Some(width) = &mut self.address_width {
-            let address = check
-                .address()
-                .map_or_else(|| "-".to_owned(), |a| a.to_string());
-            *width = (*width).max(address.len());
-            write!(out, "{address:0$}  ", *width)?;
-        }
-        self.outcome(out, check.verdict)?;
+        self.target_columns(out, check.target, check.by_name, check.address())?;
+        let colour = match check.verdict {
+            Verdict::Open { .. } => "32",
+            Verdict::TimedOut => "33",
+            Verdict::Closed | Verdict::Unreachable | Verdict::Error => "31",
+        };
+        let name = if check.timed_out_resolving() {
+            "timed out (resolving)"
+        } else {
+            check.verdict.human_name()
+        };
+        self.outcome(out, name, colour)?;
         match (check.result, check.time_taken()) {
             (Err(error), _) => writeln!(out, "  {error}"),
             (Ok(_), Some(time)) => writeln!(out, "  {}", format_millis(time)),
             (Ok(_), None) => writeln!(out),
         }
+    }
+
+    fn interrupted(&mut self, out: &mut dyn Write, check: &InterruptedEvent) -> io::Result<()> {
+        self.target_columns(out, check.target, check.by_name, check.address)?;
+        self.outcome(out, "interrupted", "33")?;
+        writeln!(out, "  {}", format_millis(check.ran_for))
     }
 
     fn invalid_target(&mut self, _: &mut dyn Write, _: &InvalidTarget) -> io::Result<()> {
@@ -158,7 +187,9 @@ impl Output for Human {
 
     fn summary(&mut self, out: &mut dyn Write, summary: &Summary) -> io::Result<()> {
         let totals = &summary.totals;
-        if summary.kind == RunKind::Wait || (totals.sent <= 1 && !self.always_summarise) {
+        let checks = totals.sent + summary.interrupted_checks;
+        let worth_it = checks > 1 || summary.interrupted || self.always_summarise;
+        if summary.kind == RunKind::Wait || !worth_it || summary.planned == 0 {
             return Ok(());
         }
         for entry in &summary.targets {
@@ -176,7 +207,15 @@ impl Output for Human {
             totals.closed + totals.unreachable,
             totals.timed_out,
             totals.errors
-        )
+        )?;
+        if summary.interrupted_checks > 0 {
+            writeln!(
+                out,
+                "  Interrupted: {} (in flight when the run was stopped)",
+                summary.interrupted_checks
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -194,42 +233,114 @@ fn plural(count: u64, noun: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
     use std::time::SystemTime;
 
-    use tcp_shaker::{Checker, Target};
+    use tcp_shaker::{CheckError, Checker, Report, Target};
 
     use super::*;
 
-    #[test]
-    fn columns_line_up_and_colour_wraps_only_the_outcome() {
+    fn event<'a>(name: &'a str, result: &'a Result<Report, CheckError>) -> CheckEvent<'a> {
+        CheckEvent {
+            target: name,
+            by_name: false,
+            result,
+            verdict: Verdict::of(result),
+            seq: 1,
+            time: SystemTime::now(),
+        }
+    }
+
+    fn open_check() -> (String, Result<Report, CheckError>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let target = Target::try_from(listener.local_addr().unwrap()).unwrap();
         let result = Checker::new()
             .unwrap()
             .check(&target, Duration::from_secs(5));
-        let name = target.to_string();
+        (target.to_string(), result)
+    }
+
+    fn line(human: &mut Human, check: &CheckEvent) -> String {
+        let mut out = Vec::new();
+        human.check(&mut out, check).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn columns_line_up_and_colour_wraps_only_the_outcome() {
+        let (name, result) = open_check();
+        let check = event(&name, &result);
+        let text = line(&mut Human::new(30, Some(true), false, false), &check);
+        assert_eq!(text.find(&name), Some(0), "{text}");
+        assert_eq!(text[32..].find(&name), Some(0), "{text}");
+        assert_eq!(&text[32 + 23..32 + 23 + 13], "open         ", "{text}");
+        assert!(text.ends_with(" ms\n"), "{text}");
+
+        let coloured = line(&mut Human::new(30, Some(false), true, false), &check);
+        assert!(
+            coloured.contains("\x1b[32mopen\x1b[0m        "),
+            "{coloured:?}"
+        );
+    }
+
+    #[test]
+    fn the_address_column_can_start_at_the_first_host_name() {
+        let (name, result) = open_check();
+        let mut human = Human::new(0, None, false, false);
+        let by_ip = line(&mut human, &event(&name, &result));
+        assert!(by_ip.starts_with(&format!("{name}  open ")), "{by_ip}");
+        let by_name = CheckEvent {
+            by_name: true,
+            ..event(&name, &result)
+        };
+        let named = line(&mut human, &by_name);
+        assert!(
+            named.starts_with(&format!("{name}  {name:21}  open ")),
+            "{named}"
+        );
+        let after = line(&mut human, &event(&name, &result));
+        assert!(
+            after.starts_with(&format!("{name}  {name:21}  open ")),
+            "{after}"
+        );
+    }
+
+    #[test]
+    fn a_timeout_while_resolving_says_so() {
+        let checker = Checker::builder()
+            .resolver(|_: &str| -> io::Result<Vec<IpAddr>> {
+                std::thread::sleep(Duration::from_millis(500));
+                Ok(vec![IpAddr::from([127, 0, 0, 1])])
+            })
+            .spawn()
+            .unwrap();
+        let result = checker.check("slow.test:80", Duration::from_millis(50));
         let check = CheckEvent {
-            target: &name,
-            result: &result,
-            verdict: Verdict::of(&result),
+            by_name: true,
+            ..event("slow.test:80", &result)
+        };
+        let text = line(&mut Human::new(0, Some(true), false, false), &check);
+        assert!(text.contains("  -  "), "no address: {text}");
+        assert!(text.contains(" timed out (resolving)  "), "{text}");
+    }
+
+    #[test]
+    fn an_interrupted_check_has_its_own_outcome() {
+        let mut out = Vec::new();
+        let check = InterruptedEvent {
+            target: "127.0.0.1:80",
+            address: "127.0.0.1:80".parse().ok(),
+            by_name: false,
+            ran_for: Duration::from_millis(1500),
             seq: 1,
             time: SystemTime::now(),
         };
-        let mut plain = Vec::new();
-        Human::new(30, true, false, false)
-            .check(&mut plain, &check)
+        Human::new(0, Some(false), false, false)
+            .interrupted(&mut out, &check)
             .unwrap();
-        let line = String::from_utf8(plain).unwrap();
-        assert_eq!(line.find(&name), Some(0), "{line}");
-        assert_eq!(line[32..].find(&name), Some(0), "{line}");
-        assert_eq!(&line[32 + 23..32 + 23 + 13], "open         ", "{line}");
-        assert!(line.ends_with(" ms\n"), "{line}");
-
-        let mut coloured = Vec::new();
-        Human::new(30, false, true, false)
-            .check(&mut coloured, &check)
-            .unwrap();
-        let line = String::from_utf8(coloured).unwrap();
-        assert!(line.contains("\x1b[32mopen\x1b[0m        "), "{line:?}");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "127.0.0.1:80  interrupted  1500.000 ms\n"
+        );
     }
 }

@@ -6,11 +6,11 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 
 use serde::{Serialize, Serializer};
-use tcp_shaker::CheckError;
+use tcp_shaker::{CheckError, Report};
 
-use super::{CheckEvent, Output, RunKind, Summary, WaitEvent, millis};
+use super::{CheckEvent, InterruptedEvent, Output, RunKind, Summary, WaitEvent, millis};
 use crate::targets::{InvalidTarget, Source};
-use crate::verdict::{Verdict, error_kind_name};
+use crate::verdict::Verdict;
 
 /// NDJSON output.
 pub struct Json;
@@ -28,6 +28,8 @@ struct CheckObject<'a> {
     time: AsText<humantime::Rfc3339Timestamp>,
     error: Option<AsText<&'a CheckError>>,
     error_kind: Option<&'static str>,
+    phase: Option<&'static str>,
+    dns_ms: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -75,6 +77,7 @@ struct SummaryObject<'a> {
     invalid_targets: usize,
     elapsed_ms: f64,
     interrupted: bool,
+    interrupted_checks: u64,
     targets: Vec<TargetObject<'a>>,
 }
 
@@ -138,7 +141,38 @@ impl Output for Json {
                 seq: check.seq,
                 time: AsText(humantime::format_rfc3339_micros(check.time)),
                 error: error.map(AsText),
-                error_kind: error.map(error_kind_name),
+                error_kind: error.map(|error| error.kind().as_str()),
+                phase: check
+                    .result
+                    .as_ref()
+                    .ok()
+                    .map(|report| report.phase().as_str()),
+                dns_ms: check
+                    .result
+                    .as_ref()
+                    .ok()
+                    .and_then(Report::resolve_time)
+                    .map(millis),
+            },
+        )
+    }
+
+    fn interrupted(&mut self, out: &mut dyn Write, check: &InterruptedEvent) -> io::Result<()> {
+        write_line(
+            out,
+            &CheckObject {
+                kind: "check",
+                target: check.target,
+                address: check.address,
+                outcome: "interrupted",
+                rtt_ms: None,
+                elapsed_ms: Some(millis(check.ran_for)),
+                seq: check.seq,
+                time: AsText(humantime::format_rfc3339_micros(check.time)),
+                error: None,
+                error_kind: None,
+                phase: None,
+                dns_ms: None,
             },
         )
     }
@@ -206,7 +240,7 @@ impl Output for Json {
                 let counts = &stats.counts;
                 let rtt = stats.rtt();
                 TargetObject {
-                    target: entry.target,
+                    target: &entry.target,
                     address: entry.address,
                     sent: counts.sent,
                     open: counts.open,
@@ -242,8 +276,50 @@ impl Output for Json {
                 invalid_targets: summary.invalid_targets,
                 elapsed_ms: millis(summary.elapsed),
                 interrupted: summary.interrupted,
+                interrupted_checks: summary.interrupted_checks,
                 targets,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::time::{Duration, SystemTime};
+
+    use serde_json::Value;
+    use tcp_shaker::Checker;
+
+    use super::*;
+
+    #[test]
+    fn a_timeout_while_resolving_has_the_resolve_phase_and_its_dns_time() {
+        let checker = Checker::builder()
+            .resolver(|_: &str| -> io::Result<Vec<IpAddr>> {
+                std::thread::sleep(Duration::from_millis(500));
+                Ok(vec![IpAddr::from([127, 0, 0, 1])])
+            })
+            .spawn()
+            .unwrap();
+        let result = checker.check("slow.test:80", Duration::from_millis(50));
+        let check = CheckEvent {
+            target: "slow.test:80",
+            by_name: true,
+            result: &result,
+            verdict: Verdict::of(&result),
+            seq: 1,
+            time: SystemTime::now(),
+        };
+        let mut out = Vec::new();
+        Json.check(&mut out, &check).unwrap();
+        let object: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(object["outcome"], "timed_out", "{object}");
+        assert_eq!(object["phase"], "resolve", "{object}");
+        assert!(object["address"].is_null(), "{object}");
+        assert!(
+            object["dns_ms"].as_f64().is_some_and(|ms| ms >= 40.0),
+            "{object}"
+        );
     }
 }

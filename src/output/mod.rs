@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use tcp_shaker::{CheckError, Report};
+use tcp_shaker::{CheckError, Phase, Report};
 
 pub use self::console::Console;
 pub use self::human::Human;
@@ -23,6 +23,8 @@ use crate::verdict::Verdict;
 /// One address's result of a check.
 pub struct CheckEvent<'a> {
     pub target: &'a str,
+    /// Whether the target's host is a name (resolved), rather than an IP address.
+    pub by_name: bool,
     pub result: &'a Result<Report, CheckError>,
     pub verdict: Verdict,
     /// The number of this check among its target's (or target address's), from 1.
@@ -36,6 +38,15 @@ impl CheckEvent<'_> {
         self.result.as_ref().ok().and_then(Report::address)
     }
 
+    /// Whether the check timed out before its host name was resolved.
+    pub fn timed_out_resolving(&self) -> bool {
+        self.verdict == Verdict::TimedOut
+            && self
+                .result
+                .as_ref()
+                .is_ok_and(|report| report.phase() == Phase::Resolve)
+    }
+
     /// The round trip for an open port, else the time the check took; `None` for an error.
     pub fn time_taken(&self) -> Option<Duration> {
         match (self.verdict, self.result) {
@@ -44,6 +55,19 @@ impl CheckEvent<'_> {
             (_, Err(_)) => None,
         }
     }
+}
+
+/// A check still in flight when the run was interrupted: it has no result.
+pub struct InterruptedEvent<'a> {
+    pub target: &'a str,
+    /// The address, for a target given as an IP address.
+    pub address: Option<SocketAddr>,
+    pub by_name: bool,
+    /// How long it had been running.
+    pub ran_for: Duration,
+    /// The number of this check among its target's, from 1.
+    pub seq: u64,
+    pub time: SystemTime,
 }
 
 /// With `--wait`: a target became open, or the time ran out before it did.
@@ -80,6 +104,8 @@ pub struct Summary<'a> {
     pub invalid_targets: usize,
     pub elapsed: Duration,
     pub interrupted: bool,
+    /// Checks in flight when the run was interrupted, without a result.
+    pub interrupted_checks: u64,
     /// The statistics of each target (or target address) checked more than once (with
     /// `--open`, of those found open at least once).
     pub targets: Vec<TargetSummary<'a>>,
@@ -87,7 +113,7 @@ pub struct Summary<'a> {
 
 /// The statistics of one target, or of one address of a target with `--all-addresses`.
 pub struct TargetSummary<'a> {
-    pub target: &'a str,
+    pub target: String,
     pub address: Option<SocketAddr>,
     pub stats: &'a Stats,
 }
@@ -95,6 +121,8 @@ pub struct TargetSummary<'a> {
 /// A format for the events of a run.
 pub trait Output {
     fn check(&mut self, out: &mut dyn Write, check: &CheckEvent) -> io::Result<()>;
+
+    fn interrupted(&mut self, out: &mut dyn Write, check: &InterruptedEvent) -> io::Result<()>;
 
     fn invalid_target(&mut self, out: &mut dyn Write, invalid: &InvalidTarget) -> io::Result<()>;
 
@@ -111,6 +139,10 @@ pub struct Quiet;
 
 impl Output for Quiet {
     fn check(&mut self, _: &mut dyn Write, _: &CheckEvent) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn interrupted(&mut self, _: &mut dyn Write, _: &InterruptedEvent) -> io::Result<()> {
         Ok(())
     }
 

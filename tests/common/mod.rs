@@ -8,7 +8,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Child, Command as Process, Output, Stdio};
+use std::thread;
 use std::time::Duration;
 
 use assert_cmd::Command;
@@ -19,6 +20,35 @@ pub fn tcp_checker() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tcp-checker"));
     command.timeout(Duration::from_secs(60));
     command
+}
+
+/// The binary under test started with `args`, its stdout and stderr piped.
+pub fn spawn_checker(args: &[&str]) -> Child {
+    Process::new(env!("CARGO_BIN_EXE_tcp-checker"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Sends `signal` to `child` after `after`, and collects its output.
+pub fn signal_after(child: Child, signal: libc::c_int, after: Duration) -> Output {
+    thread::sleep(after);
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: signalling a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    child.wait_with_output().unwrap()
+}
+
+/// A child process killed and reaped when dropped, so that a failing test leaves none behind.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 pub fn stdout(output: &Output) -> String {

@@ -1,0 +1,95 @@
+//! Memory follows the checks in flight, not the targets: a single pass streams its targets from
+//! arguments and files alike, keeping nothing per target but a bit to check each once; a run
+//! that needs statistics per target keeps a few hundred bytes each.
+
+mod common;
+
+use std::fs::File;
+use std::process::{Command, Stdio};
+
+use common::TempFile;
+
+/// The bound, in KiB: the checker's tables and a few thousand checks in flight fit in a few
+/// MiB; holding anything per target for 262 140 targets (before: 227 MB) cannot.
+const PEAK_LIMIT_KIB: i64 = 40 * 1024;
+
+/// Runs `command` to its end; returns its exit status and its peak resident memory in KiB,
+/// as the kernel counted it (`wait4`).
+#[allow(
+    clippy::zombie_processes,
+    reason = "wait4 reaps the child, which std's wait cannot measure"
+)]
+fn run_measured(command: &mut Command) -> (Option<i32>, i64) {
+    let child = command.spawn().unwrap();
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: reaps the child this test spawned (`child` is never waited for afterwards).
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "{}", std::io::Error::last_os_error());
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss)
+}
+
+#[test]
+fn a_single_pass_over_four_hosts_of_every_port_peaks_under_40_mib() {
+    // Two hosts as port ranges in arguments, two as a file of one target a line.
+    let lines: String = (3..=4)
+        .flat_map(|host| (1..=65535).map(move |port| format!("127.0.0.{host}:{port}\n")))
+        .collect();
+    let file = TempFile::new("four-hosts.txt", &lines);
+    let errors = TempFile::new("four-hosts.err", "");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcp-checker"));
+    command
+        .args([
+            "-q",
+            "-t",
+            "1s",
+            "127.0.0.1:1-65535",
+            "127.0.0.2:1-65535",
+            "-f",
+        ])
+        .arg(file.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(errors.path()).unwrap());
+    let (code, peak_kib) = run_measured(&mut command);
+    let stderr = std::fs::read_to_string(errors.path()).unwrap();
+    assert_eq!(code, Some(1), "closed ports make it 1: {stderr}");
+    assert!(
+        peak_kib < PEAK_LIMIT_KIB,
+        "peak RSS {peak_kib} KiB for 262 140 checks, over {PEAK_LIMIT_KIB} KiB"
+    );
+}
+
+#[test]
+fn a_repeated_run_keeps_a_few_hundred_bytes_per_target() {
+    // Statistics need state per target: -n 2 keeps it, a few hundred bytes each.
+    const TARGETS: i64 = 2 * 65535;
+    const BYTES_PER_TARGET: i64 = 400;
+    let errors = TempFile::new("repeated.err", "");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcp-checker"));
+    command
+        .args([
+            "-q",
+            "-n",
+            "2",
+            "-t",
+            "1s",
+            "127.0.0.1:1-65535",
+            "127.0.0.2:1-65535",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(errors.path()).unwrap());
+    let (code, peak_kib) = run_measured(&mut command);
+    let stderr = std::fs::read_to_string(errors.path()).unwrap();
+    assert_eq!(code, Some(1), "closed ports make it 1: {stderr}");
+    let baseline_kib = 16 * 1024;
+    let limit_kib = baseline_kib + TARGETS * BYTES_PER_TARGET / 1024;
+    assert!(
+        peak_kib < limit_kib,
+        "peak RSS {peak_kib} KiB for {TARGETS} targets checked twice, over {limit_kib} KiB"
+    );
+}
