@@ -200,6 +200,31 @@ impl Batch {
         self.outstanding
     }
 
+    /// How many submitted checks the checkers have not started yet: not yet handed to a loop,
+    /// or waiting in one for a socket slot or a resolver thread. A check counts as started once
+    /// its SYN went out or its name went to a resolver thread.
+    ///
+    /// To feed a batch as the checkers take checks, rather than all at once, keep this small
+    /// (say, a turn's worth of connects per checker) and submit more as it falls: then no check
+    /// waits long for the checker, however many there are to make.
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use std::time::Duration;
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let mut batch = tcp_shaker::Checker::new()?.batch();
+    /// batch.submit(0, listener.local_addr()?, Duration::from_secs(1))?;
+    /// assert_eq!(batch.waiting_to_start(), 1); // not even handed over yet
+    /// let done = batch.next().expect("one check");
+    /// assert!(done.result?.is_open());
+    /// assert_eq!(batch.waiting_to_start(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn waiting_to_start(&self) -> usize {
+        self.queue.waiting_to_start()
+    }
+
     /// The next result, waiting until `deadline` at most; `None` if the deadline passed first
     /// or nothing is outstanding (tell them apart with [`outstanding`](Batch::outstanding)).
     pub fn next_until(&mut self, deadline: Instant) -> Option<Completion> {

@@ -71,7 +71,11 @@ impl Delivery {
 }
 
 /// The receiving end of one check; delivers "checker stopped" if dropped without a result.
-pub(crate) struct Sink(Option<Receiver>);
+pub(crate) struct Sink {
+    receiver: Option<Receiver>,
+    /// Whether the loop has started the check (see [`Sink::started`]).
+    started: bool,
+}
 
 enum Receiver {
     Waiter(Arc<Slot>),
@@ -81,28 +85,47 @@ enum Receiver {
 impl Sink {
     /// Results go to one waiter (a future, or a blocked thread).
     pub(crate) fn waiter(slot: Arc<Slot>) -> Sink {
-        Sink(Some(Receiver::Waiter(slot)))
+        Sink::to(Receiver::Waiter(slot))
     }
 
     /// Results go to a batch's queue, with this tag.
+    /// A check of a batch counts as waiting to start from now until [`Sink::started`].
     pub(crate) fn queue(queue: Arc<Queue>, tag: u64) -> Sink {
-        Sink(Some(Receiver::Queue { queue, tag }))
+        queue.waiting_to_start.fetch_add(1, Ordering::Relaxed);
+        Sink::to(Receiver::Queue { queue, tag })
+    }
+
+    fn to(receiver: Receiver) -> Sink {
+        Sink {
+            receiver: Some(receiver),
+            started: false,
+        }
+    }
+
+    /// The loop has started the check: its SYN went out, or its name went to a resolver
+    /// thread. (A check that ends without starting stops waiting when it ends.)
+    pub(crate) fn started(&mut self) {
+        if !std::mem::replace(&mut self.started, true) {
+            if let Some(Receiver::Queue { queue, .. }) = &self.receiver {
+                queue.waiting_to_start.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Whether nobody waits for the result any more (a dropped future or batch).
     pub(crate) fn is_abandoned(&self) -> bool {
-        self.0.as_ref().is_none_or(Receiver::is_abandoned)
+        self.receiver.as_ref().is_none_or(Receiver::is_abandoned)
     }
 
     /// Whether results go to `queue`.
     pub(crate) fn is_for(&self, queue: &Arc<Queue>) -> bool {
-        matches!(&self.0, Some(Receiver::Queue { queue: ours, .. }) if Arc::ptr_eq(ours, queue))
+        matches!(&self.receiver, Some(Receiver::Queue { queue: ours, .. }) if Arc::ptr_eq(ours, queue))
     }
 
     /// Tells the waiter which job carries its check, so that it can cancel it. Returns false
     /// if the waiter has already gone.
     pub(crate) fn bind(&self, job: Key) -> bool {
-        match &self.0 {
+        match &self.receiver {
             Some(Receiver::Waiter(slot)) => slot.bind(job),
             Some(Receiver::Queue { .. }) => true,
             None => false,
@@ -115,7 +138,7 @@ impl Sink {
     }
 
     fn queue_of(&self) -> Option<&Arc<Queue>> {
-        match &self.0 {
+        match &self.receiver {
             Some(Receiver::Queue { queue, .. }) => Some(queue),
             _ => None,
         }
@@ -124,11 +147,12 @@ impl Sink {
 
 impl Drop for Sink {
     fn drop(&mut self) {
-        if let Some(receiver) = self.0.take() {
+        self.started();
+        if let Some(receiver) = self.receiver.take() {
             if !receiver.is_abandoned() {
                 let error = CheckError::new(ErrorKind::Stopped, String::new())
                     .with_detail("the event loop ended before the check had a result");
-                deliver_all(&mut vec![(Sink(Some(receiver)), Delivery::failed(error))]);
+                deliver_all(&mut vec![(Sink::to(receiver), Delivery::failed(error))]);
             }
         }
     }
@@ -148,7 +172,8 @@ impl Receiver {
 pub(crate) fn deliver_all(deliveries: &mut Vec<(Sink, Delivery)>) {
     let mut pending = deliveries.drain(..).peekable();
     while let Some((mut sink, delivery)) = pending.next() {
-        match sink.0.take() {
+        sink.started();
+        match sink.receiver.take() {
             None => {}
             Some(Receiver::Waiter(slot)) => slot.deliver(delivery),
             Some(Receiver::Queue { queue, tag }) => {
@@ -162,7 +187,8 @@ pub(crate) fn deliver_all(deliveries: &mut Vec<(Sink, Delivery)>) {
                         break;
                     }
                     if let Some((mut next, delivery)) = pending.next() {
-                        if let Some(Receiver::Queue { tag, .. }) = next.0.take() {
+                        next.started();
+                        if let Some(Receiver::Queue { tag, .. }) = next.receiver.take() {
                             state.completions.push_back((tag, delivery));
                         }
                     }
@@ -276,6 +302,8 @@ pub(crate) struct Queue {
     state: Mutex<QueueState>,
     ready: Condvar,
     closed: AtomicBool,
+    /// Checks handed to the loop that it has not started yet.
+    waiting_to_start: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -290,7 +318,13 @@ impl Queue {
             state: Mutex::new(QueueState::default()),
             ready: Condvar::new(),
             closed: AtomicBool::new(false),
+            waiting_to_start: AtomicUsize::new(0),
         }
+    }
+
+    /// How many of its checks the loops have not started yet.
+    pub(crate) fn waiting_to_start(&self) -> usize {
+        self.waiting_to_start.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {

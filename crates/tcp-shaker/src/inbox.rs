@@ -20,8 +20,8 @@ use mio::{Registry, Token, Waker};
 use crate::delivery::{Delivery, Queue, Sink};
 use crate::error::{CheckError, ErrorKind};
 use crate::options::Family;
-use crate::sys;
 use crate::slab::Key;
+use crate::sys;
 use crate::target::Target;
 
 /// The poll token of the inbox's waker; slab keys never take it.

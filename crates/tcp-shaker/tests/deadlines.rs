@@ -382,3 +382,34 @@ fn a_check_that_cannot_start_in_time_is_not_started() {
     );
     drop(batch);
 }
+
+/// A batch says how many of its checks the checker has not started: those not handed over yet,
+/// and those waiting for one of its socket slots; a check counts as started once its SYN is out.
+#[test]
+fn a_batch_counts_the_checks_waiting_to_start() {
+    let silent = common::SilentListener::new();
+    let checker = Checker::builder().max_sockets(4).spawn().unwrap();
+    let mut batch = checker.batch();
+    // Long enough that the first four hold their slots while the count is read.
+    let options = CheckOptions::new(Duration::from_secs(5)).start_within(Duration::from_secs(60));
+    for tag in 0..20 {
+        batch.submit(tag, silent.address, options).unwrap();
+    }
+    assert_eq!(
+        batch.waiting_to_start(),
+        20,
+        "nothing is handed over before a flush"
+    );
+    batch.flush();
+    // Generous: the loop takes the checks within a turn.
+    let give_up = Instant::now() + Duration::from_secs(3);
+    while batch.waiting_to_start() > 16 && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        batch.waiting_to_start(),
+        16,
+        "four checks hold the four socket slots; sixteen wait"
+    );
+    assert_eq!(batch.outstanding(), 20);
+}

@@ -336,6 +336,9 @@ impl Engine {
             return;
         };
         job.phase = JobPhase::Resolving(since);
+        if since.is_some() {
+            job.sink.started();
+        }
         let deadline = match since {
             Some(since) => later_by(since, job.timeout),
             None => job.start_deadline,
@@ -506,16 +509,21 @@ impl Engine {
             let Some(probe) = self.probes.get(key) else {
                 continue; // its job finished first
             };
-            let Some(job) = self.jobs.get(probe.job) else {
+            let job_key = probe.job;
+            let Some(job) = self.jobs.get_mut(job_key) else {
                 continue;
             };
             if job.sink.is_abandoned() {
-                self.cancel(probe.job);
+                self.cancel(job_key);
                 continue;
             }
+            job.sink.started();
             started += 1;
             since_poll += 1;
             let connect_started = Instant::now();
+            let Some(probe) = self.probes.get(key) else {
+                continue;
+            };
             let attempt = connect::start(
                 probe.address,
                 job.zero_linger,
