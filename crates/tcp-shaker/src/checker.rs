@@ -216,7 +216,8 @@ impl CheckerBuilder {
     }
 
     /// Sends checks through this network interface only (`SO_BINDTODEVICE`; Linux and Android).
-    /// Elsewhere every check fails with an error saying so.
+    /// Building the checker fails if no interface has that name; elsewhere every check fails
+    /// with an error saying so.
     #[must_use]
     pub fn interface(mut self, name: &str) -> CheckerBuilder {
         self.binding.interface = Some(name.as_bytes().into());
@@ -288,6 +289,15 @@ impl CheckerBuilder {
                 "this system acknowledges a SYN-ACK at once, so half-open checks cannot be made \
                  here; use Handshake::Full",
             ));
+        }
+        if let Some(interface) = &self.binding.interface {
+            let name = String::from_utf8_lossy(interface);
+            if let Err(error) = crate::sys::interface_index(&name) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no network interface is named {name:?} (ip link lists them): {error}"),
+                ));
+            }
         }
         let engine = Engine::new(Config {
             zero_linger: self.zero_linger,

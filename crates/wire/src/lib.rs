@@ -33,6 +33,7 @@
 #![cfg(target_os = "linux")]
 
 pub mod delay_line;
+pub mod limits;
 pub mod netns;
 pub mod skip;
 
