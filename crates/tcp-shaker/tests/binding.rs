@@ -1,6 +1,6 @@
 //! Where checks come from: a source address, a network interface.
 
-mod common;
+use crate::common;
 
 use std::thread;
 use std::time::Duration;

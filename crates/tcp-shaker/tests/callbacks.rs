@@ -3,9 +3,8 @@
 //!
 //! The panics here are deliberate; their messages on stderr are expected.
 
-#[path = "common/child.rs"]
-mod child;
-mod common;
+use crate::common;
+use crate::common::child;
 
 use std::future::Future;
 use std::io;

@@ -1,6 +1,6 @@
 //! Many checks at once, from many threads and tasks: every result belongs to its own target.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::thread;

@@ -8,9 +8,8 @@
 //! Every port here is on loopback (or on the loopback of a namespace the test creates), where a
 //! port answers at once, open or closed: a timeout of one of them is the checker's doing.
 
-mod common;
-#[path = "common/netns.rs"]
-mod netns;
+use crate::common;
+use crate::common::netns;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

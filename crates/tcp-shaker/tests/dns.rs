@@ -9,11 +9,9 @@
 //! it runs, so the checker runs in a child process (this binary again, `dns_child` selected)
 //! launched through `ip netns exec`. Needs root and `ip`; without them it reports a skip.
 
-#[path = "common/child.rs"]
-mod child;
-mod common;
-#[path = "common/netns.rs"]
-mod netns;
+use crate::common;
+use crate::common::child;
+use crate::common::netns;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -528,7 +526,7 @@ fn a_dead_dns_server_delays_only_its_names() {
 
     let command = child::scenario_through(
         &["ip", "netns", "exec", namespace.name()],
-        "dns_child",
+        "dns::dns_child",
         CHILD,
     );
     // Generous: the scenario takes the checks' timeout, then the child exits.

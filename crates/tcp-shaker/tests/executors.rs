@@ -1,6 +1,6 @@
 //! The futures work on any executor: tokio (both flavours), pollster, and a hand-rolled one.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::pin::pin;

@@ -5,15 +5,15 @@
 //! runs its own binary again with only [`fd_limit_child`] selected and [`CHILD`] set in its
 //! environment; without that variable the child test does nothing.
 
-mod common;
+use crate::common;
+use crate::common::child;
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use shaker_wire::limits;
 use tcp_shaker::{CheckError, CheckOptions, Checker, ErrorKind, Outcome, Report};
 
 /// Set in the child's environment: run the scenario.
@@ -21,60 +21,15 @@ const CHILD: &str = "TCP_SHAKER_FD_LIMIT_CHILD";
 /// Printed by the child at the end of the scenario, to prove it ran.
 const MARKER: &str = "fd-limit scenario completed";
 /// Descriptors allowed above those open when the limit is set.
-const HEADROOM: libc::rlim_t = 16;
+const HEADROOM: u64 = 16;
 /// Generous: loopback checks answer in microseconds.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[test]
 fn running_out_of_descriptors_gives_a_typed_error_and_recovers() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "fd_limit_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
-    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
-
-    // Generous: the scenario takes well under a second.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the child scenario hangs; its stderr:\n{}",
-                stderr.join().unwrap()
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
-    assert!(
-        status.success(),
-        "the child scenario failed ({status});\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    assert!(
-        stdout.contains(MARKER) && stdout.contains("1 passed"),
-        "the child scenario did not run;\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    // Generous: the scenario takes a few seconds.
+    let command = child::scenario("fd_limit::fd_limit_child", CHILD);
+    child::run(command, Duration::from_secs(60)).assert_passed(MARKER);
 }
 
 /// The scenario, run only in the child process (see the module documentation).
@@ -91,10 +46,10 @@ fn fd_limit_child() {
     assert!(checker.check(address, TIMEOUT).unwrap().is_open());
 
     let original = lower_open_files_limit();
-    let mut files = exhaust_descriptors(open_files_limit().0);
+    let mut files = exhaust_descriptors(limits::open_files().unwrap().0);
     println!(
         "open-files limit {}, exhausted after opening {} more files",
-        open_files_limit().0,
+        limits::open_files().unwrap().0,
         files.len()
     );
 
@@ -178,24 +133,17 @@ fn fd_limit_child() {
             .is_open()
     );
 
-    set_open_files_limit(original);
+    limits::set_soft_open_files(original).unwrap();
     println!("{MARKER}");
 }
 
 /// Lowers the soft open-files limit to [`HEADROOM`] above the highest descriptor open now;
 /// returns the soft limit it replaced.
-fn lower_open_files_limit() -> libc::rlim_t {
-    let (soft, hard) = open_files_limit();
+fn lower_open_files_limit() -> u64 {
+    let (soft, hard) = limits::open_files().unwrap();
     let highest = std::fs::read_dir("/proc/self/fd")
         .unwrap()
-        .filter_map(|entry| {
-            entry
-                .ok()?
-                .file_name()
-                .to_str()?
-                .parse::<libc::rlim_t>()
-                .ok()
-        })
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u64>().ok())
         .max()
         .unwrap();
     let lowered = (highest + 1 + HEADROOM).min(hard);
@@ -203,8 +151,8 @@ fn lower_open_files_limit() -> libc::rlim_t {
         lowered < soft,
         "the limit ({soft}) is already too low to lower"
     );
-    set_open_files_limit(lowered);
-    assert_eq!(open_files_limit().0, lowered);
+    limits::set_soft_open_files(lowered).unwrap();
+    assert_eq!(limits::open_files().unwrap().0, lowered);
     soft
 }
 
@@ -212,7 +160,7 @@ fn lower_open_files_limit() -> libc::rlim_t {
 ///
 /// Their number depends on the holes below the highest descriptor (inherited ones can be high),
 /// but cannot reach `limit`.
-fn exhaust_descriptors(limit: libc::rlim_t) -> Vec<File> {
+fn exhaust_descriptors(limit: u64) -> Vec<File> {
     let mut files = Vec::new();
     loop {
         match File::open("/dev/null") {
@@ -223,7 +171,7 @@ fn exhaust_descriptors(limit: libc::rlim_t) -> Vec<File> {
             }
         }
         assert!(
-            files.len() as libc::rlim_t <= limit,
+            files.len() as u64 <= limit,
             "the lowered limit does not hold"
         );
     }
@@ -232,27 +180,6 @@ fn exhaust_descriptors(limit: libc::rlim_t) -> Vec<File> {
         "too few descriptors were free to free some later"
     );
     files
-}
-
-fn open_files_limit() -> (libc::rlim_t, libc::rlim_t) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the limit into the struct it is given, which outlives the call.
-    let result = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    assert_eq!(result, 0, "{}", io::Error::last_os_error());
-    (limit.rlim_cur, limit.rlim_max)
-}
-
-fn set_open_files_limit(soft: libc::rlim_t) {
-    let limit = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: open_files_limit().1,
-    };
-    // SAFETY: setrlimit reads the struct it is given, which outlives the call.
-    let result = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    assert_eq!(result, 0, "{}", io::Error::last_os_error());
 }
 
 /// The results of `count` checks of `address` submitted at once.

@@ -1,6 +1,6 @@
 //! Bad input gets a clear error, and the checker goes on working.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,8 @@
 //! so every test here takes [`FD_COUNTING`] first: while one scenario counts, no other opens or
 //! closes anything.
 
-mod common;
+use crate::common;
+use crate::common::child;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -86,23 +87,6 @@ fn expect_still_checking(checker: &Checker, silent: std::net::SocketAddr) {
     assert_eq!(report.outcome(), tcp_shaker::Outcome::TimedOut);
 }
 
-/// Runs `work` on a thread of its own and returns its result, failing the test (instead of
-/// hanging it) if the work takes longer than `within`.
-fn within<T: Send + 'static>(
-    what: &str,
-    within: Duration,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (done, result) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = done.send(work());
-    });
-    match result.recv_timeout(within) {
-        Ok(value) => value,
-        Err(_) => panic!("{what} did not finish within {within:?}: it hangs"),
-    }
-}
-
 /// Polls each check once with a waker that does nothing: enough to submit it.
 fn poll_once(checks: &mut [Pin<Box<Check>>]) {
     let mut cx = Context::from_waker(Waker::noop());
@@ -126,6 +110,9 @@ fn assert_stopped(result: &Result<Report, CheckError>, target: &str) {
 
 #[test]
 fn a_hundred_thousand_checks_leave_no_descriptor_open() {
+    if !child::alone("leaks::a_hundred_thousand_checks_leave_no_descriptor_open") {
+        return;
+    }
     const CHECKS: u64 = 100_000;
     const IN_FLIGHT: u64 = 200;
 
@@ -195,6 +182,9 @@ fn a_hundred_thousand_checks_leave_no_descriptor_open() {
 
 #[test]
 fn dropping_futures_mid_check_closes_their_sockets() {
+    if !child::alone("leaks::dropping_futures_mid_check_closes_their_sockets") {
+        return;
+    }
     const CHECKS: usize = 500;
 
     let _counting = fd_counting();
@@ -237,6 +227,11 @@ fn dropping_futures_mid_check_closes_their_sockets() {
 
 #[test]
 fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
+    if !child::alone(
+        "leaks::stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything",
+    ) {
+        return;
+    }
     const THREADS: usize = 8;
 
     let _counting = fd_counting();
@@ -268,7 +263,7 @@ fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
     let stopping = Instant::now();
     {
         let checker = checker.clone();
-        within("stop()", PROMPTLY, move || checker.stop());
+        child::within("stop()", PROMPTLY, move || checker.stop());
     }
     // stop() returns once the loop has closed its sockets: none of the checks' remains. (The
     // poller and the waker may still be closing with the loop thread.)
@@ -319,6 +314,9 @@ fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
 
 #[test]
 fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
+    if !child::alone("leaks::stopping_a_checker_under_a_batch_and_futures_answers_them_stopped") {
+        return;
+    }
     const BATCHED: u64 = 50;
     const FUTURES: usize = 50;
 
@@ -348,7 +346,7 @@ fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
 
     {
         let stopper = checker.clone();
-        within("stop()", PROMPTLY, move || stopper.stop());
+        child::within("stop()", PROMPTLY, move || stopper.stop());
     }
     assert!(
         common::open_fds() <= with_checker,
@@ -376,7 +374,7 @@ fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
             Poll::Pending => panic!("a future of a stopped checker is still pending"),
         }
     }
-    let result = within("the awaited future", PROMPTLY, move || {
+    let (result, _) = child::within("the awaited future", PROMPTLY, move || {
         awaited.join().unwrap()
     });
     assert_stopped(&result, &target);
@@ -389,6 +387,9 @@ fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
 /// goes, the loop stops and closes every socket, long before the checks' deadlines.
 #[test]
 fn dropping_every_handle_with_checks_in_flight_closes_everything() {
+    if !child::alone("leaks::dropping_every_handle_with_checks_in_flight_closes_everything") {
+        return;
+    }
     const BATCHED: u64 = 50;
     const FUTURES: usize = 50;
 
@@ -414,7 +415,7 @@ fn dropping_every_handle_with_checks_in_flight_closes_everything() {
         expect_sockets(with_checker, sockets, "expected every check in flight");
 
         // The checker goes first; the batch and the futures keep its loop running.
-        within("dropping the checker", PROMPTLY, move || drop(checker));
+        child::within("dropping the checker", PROMPTLY, move || drop(checker));
         batch
             .submit(u64::MAX, listener.local_addr().unwrap(), PROMPTLY)
             .unwrap();
@@ -428,12 +429,12 @@ fn dropping_every_handle_with_checks_in_flight_closes_everything() {
         let dropping = Instant::now();
         if future_goes_last {
             // The dropped batch's checks stay in flight, held by the futures' loop...
-            within("dropping the batch", PROMPTLY, move || drop(batch));
+            child::within("dropping the batch", PROMPTLY, move || drop(batch));
             // ...until the last future goes and the loop stops.
-            within("dropping the futures", PROMPTLY, move || drop(checks));
+            child::within("dropping the futures", PROMPTLY, move || drop(checks));
         } else {
-            within("dropping the futures", PROMPTLY, move || drop(checks));
-            within("dropping the batch", PROMPTLY, move || drop(batch));
+            child::within("dropping the futures", PROMPTLY, move || drop(checks));
+            child::within("dropping the batch", PROMPTLY, move || drop(batch));
         }
         let after = wait_for_fds(PROMPTLY, |count| count == without_checker);
         eprintln!(
@@ -457,6 +458,9 @@ fn dropping_every_handle_with_checks_in_flight_closes_everything() {
 /// A dropped batch cancels its checks: their sockets close at once, long before their deadline.
 #[test]
 fn a_dropped_batch_closes_its_sockets_at_once() {
+    if !child::alone("leaks::a_dropped_batch_closes_its_sockets_at_once") {
+        return;
+    }
     const BATCHED: u64 = 50;
 
     let _counting = fd_counting();
@@ -491,6 +495,9 @@ fn a_dropped_batch_closes_its_sockets_at_once() {
 /// whole of its own timeout: the wait for a socket slot is not the target's time.
 #[test]
 fn a_flood_of_checks_is_held_to_max_sockets() {
+    if !child::alone("leaks::a_flood_of_checks_is_held_to_max_sockets") {
+        return;
+    }
     const MAX_SOCKETS: usize = 8;
     const CHECKS: u64 = 64;
     const TIMEOUT: Duration = Duration::from_millis(400);

@@ -1,6 +1,6 @@
 //! Starting and stopping: a loop on the caller's thread, stop, and what happens to checks then.
 
-mod common;
+use crate::common;
 
 use std::thread;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Host names: resolved off the loop, within the check's deadline, through a pluggable resolver.
 
-mod common;
+use crate::common;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -12,9 +12,8 @@
 //! of the event loop the outcome took: `connect()` failing at once, or `SO_ERROR` after the
 //! socket became ready.
 
-mod common;
-#[path = "common/netns.rs"]
-mod netns;
+use crate::common;
+use crate::common::netns;
 
 use std::fmt;
 use std::io;
@@ -28,7 +27,7 @@ use shaker_wire::skip::{skip, skip_unless_root};
 use socket2::{Domain, Socket, Type};
 use tcp_shaker::{Checker, ErrorKind, Outcome, Report};
 
-use crate::netns::NetNs;
+use crate::common::netns::NetNs;
 
 /// Long enough that an outcome before it is the network's answer, not the deadline's.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -413,31 +412,6 @@ fn dropped_on_output_v4_times_out() {
     );
 }
 
-/// Why a name lookup made inside the namespace could be answered from outside it, if it could:
-/// nscd, or a name service that talks to a daemon over a Unix socket (which no network
-/// namespace confines), such as systemd-resolved's.
-fn lookups_escape_namespaces() -> Option<String> {
-    for socket in ["/run/nscd/socket", "/var/run/nscd/socket"] {
-        if std::path::Path::new(socket).exists() {
-            return Some(format!(
-                "nscd listens on {socket} and would look names up outside"
-            ));
-        }
-    }
-    let nsswitch = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
-    let hosts = nsswitch
-        .lines()
-        .find_map(|line| line.trim_start().strip_prefix("hosts:"))
-        .unwrap_or("files dns");
-    hosts
-        .split_whitespace()
-        .filter(|word| !word.starts_with('[') && !word.ends_with(']'))
-        .find(|source| !matches!(*source, "files" | "dns" | "myhostname"))
-        .map(|source| {
-            format!("/etc/nsswitch.conf looks hosts up with `{source}`, which may reach outside")
-        })
-}
-
 /// Inside the namespace the configured nameserver has no route (or, on loopback, no server), so
 /// the system resolver fails at once without anything leaving: a resolve error that names the
 /// target, well before the deadline (a lookup that outlived it would be `Ok(TimedOut)`).
@@ -449,7 +423,7 @@ fn unresolvable_name_is_a_resolve_error() {
     ) {
         return;
     }
-    if let Some(reason) = lookups_escape_namespaces() {
+    if let Some(reason) = netns::lookups_escape_namespaces() {
         skip("namespaces::unresolvable_name_is_a_resolve_error", &reason);
         return;
     }

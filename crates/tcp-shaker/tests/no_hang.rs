@@ -8,9 +8,8 @@
 //! The fork happens in a child process of its own (this binary again, `fork_child` selected),
 //! so that the forked copy never holds the descriptors of the other tests' checks.
 
-#[path = "common/child.rs"]
-mod child;
-mod common;
+use crate::common;
+use crate::common::child;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -165,7 +164,7 @@ const FORKED: &str = "FORKED ";
 #[test]
 fn a_checker_used_in_a_forked_child_fails_within_the_timeout() {
     let finished = child::run(
-        child::scenario("fork_child", FORK_CHILD),
+        child::scenario("no_hang::fork_child", FORK_CHILD),
         Duration::from_secs(60),
     );
     finished.assert_passed(MARKER);

@@ -5,11 +5,9 @@
 //! The limit is lowered in a child process (this binary again, `open_files_child` selected), so
 //! that it cannot starve the other tests.
 
-#[path = "common/child.rs"]
-mod child;
-mod common;
+use crate::common;
+use crate::common::child;
 
-use std::io;
 use std::time::Duration;
 
 use tcp_shaker::{CheckOptions, Checker, ErrorKind, Outcome};
@@ -19,7 +17,7 @@ const CHILD: &str = "TCP_SHAKER_OPEN_FILES_CHILD";
 /// Printed by the child at the end of the scenario, to prove it ran.
 const MARKER: &str = "open-files scenario completed";
 /// The soft limit of the reproduction.
-const LIMIT: libc::rlim_t = 32;
+const LIMIT: u64 = 32;
 const CHECKS: u64 = 200;
 /// Generous: loopback checks answer in microseconds.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,7 +27,7 @@ const SILENT_TIMEOUT: Duration = Duration::from_millis(100);
 #[test]
 fn the_default_max_sockets_fits_a_low_open_files_limit() {
     let finished = child::run(
-        child::scenario("open_files_child", CHILD),
+        child::scenario("open_files::open_files_child", CHILD),
         Duration::from_secs(60),
     );
     finished.assert_passed(MARKER);
@@ -44,7 +42,7 @@ fn open_files_child() {
     let listener = common::open_listener();
     let address = listener.local_addr().unwrap();
     let open_before = common::open_fds();
-    set_soft_open_files_limit(LIMIT);
+    shaker_wire::limits::set_soft_open_files(LIMIT).unwrap();
     println!("soft open-files limit {LIMIT}, {open_before} descriptors open before the checker");
 
     // Made under the limit, with every default.
@@ -113,19 +111,4 @@ fn open_files_child() {
     assert_eq!(expected, CHECKS, "first unexpected results: {others:?}");
     assert_eq!(common::accept_all(&listener), 0);
     println!("{MARKER}");
-}
-
-fn set_soft_open_files_limit(soft: libc::rlim_t) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the limit into the struct it is given, which outlives the call.
-    let result = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    assert_eq!(result, 0, "{}", io::Error::last_os_error());
-    assert!(limit.rlim_max >= soft, "the hard limit is below {soft}");
-    limit.rlim_cur = soft;
-    // SAFETY: setrlimit reads the struct it is given, which outlives the call.
-    let result = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    assert_eq!(result, 0, "{}", io::Error::last_os_error());
 }

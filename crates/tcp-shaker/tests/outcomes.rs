@@ -1,6 +1,6 @@
 //! Each outcome, produced for real against loopback servers.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -33,7 +33,7 @@
 //! it each test reports a skip. The tests of this file run one at a time (they measure delays
 //! on a machine of two cores).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -235,22 +235,6 @@ fn reset_delays(conversations: &Conversations) -> (Vec<Duration>, Vec<String>) {
     (delays, otherwise)
 }
 
-/// Raises this process's soft limit of open files to its hard limit.
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the limit into the struct it is given, which outlives the call.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
-    limit.rlim_cur = limit.rlim_max;
-    // SAFETY: setrlimit reads the struct it is given, which outlives the call.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-}
-
 /// The nearest-rank percentile `q` (0 to 1) of `sorted`.
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     let rank = (q * sorted.len() as f64).ceil() as usize;
@@ -266,7 +250,7 @@ fn ten_thousand_checks_at_once_across_a_50_ms_round_trip_are_open_unaccepted_and
     let _serial = serial();
     // 10 000 sockets at once: the checker opens at most the soft limit of open files (less a
     // few), so raise it to the hard limit, as a program that checks this many would.
-    raise_open_files_limit();
+    shaker_wire::limits::raise_open_files().unwrap();
     let line = Line::new();
     let listener = line.listener();
     let target = listener.local_addr().unwrap();
@@ -440,7 +424,7 @@ fn kill_checker(namespace: Option<&Namespace>, listener: &TcpListener, ending: E
         Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "round_trip_child",
+                "round_trip::round_trip_child",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -650,12 +634,7 @@ fn round_trip_child() {
     let target: SocketAddr = target.parse().unwrap();
     let aborts = std::env::var(CHILD_END).is_ok_and(|end| end == "abort");
     // An abort leaves no core file behind.
-    let no_core = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: setrlimit reads the struct it is given, which outlives the call.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) }, 0);
+    shaker_wire::limits::disable_core_dumps().unwrap();
     let checker = Checker::new().unwrap();
     let mut batch = checker.batch();
     for tag in 0..KILL_IN_FLIGHT {

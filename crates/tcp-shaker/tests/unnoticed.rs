@@ -4,7 +4,7 @@
 //! found the port open and the listener's `accept()` returns nothing: no check completed a
 //! handshake. Needs no privileges.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::time::Duration;

@@ -9,8 +9,8 @@
 //! Tests in this binary run in parallel and every capture sees all of `lo`, so each capture keeps
 //! only the port of its own listener, and connections are told apart by client address and port.
 
+use crate::common;
 use shaker_wire as capture;
-mod common;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};

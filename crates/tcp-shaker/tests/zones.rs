@@ -5,9 +5,8 @@
 //! link-local test makes a network namespace (root and `ip`; a skip without them) and gives its
 //! `lo` the address `fe80::1/64`; nothing there can leave the namespace.
 
-mod common;
-#[path = "common/netns.rs"]
-mod netns;
+use crate::common;
+use crate::common::netns;
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;

@@ -9,13 +9,37 @@
 //! Include it from a test file next to `mod common;` with
 //! `#[path = "common/child.rs"] mod child;`.
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// Set, to the name of the test it runs, in a child that runs one test [`alone`].
+const ALONE: &str = "TCP_SHAKER_TEST_ALONE";
+
+/// Runs the calling test `test` (its full name, `module::function`) alone, in a child process
+/// of this binary: for a test that counts what the whole process does (its descriptors, its
+/// heap allocations), which the other tests running beside it in this binary would disturb.
+/// Returns true in that child (run the test's body there), false in the parent once the child
+/// has passed; fails the test if it did not.
+pub fn alone(test: &str) -> bool {
+    if std::env::var(ALONE).is_ok_and(|name| name == test) {
+        return true;
+    }
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args(scenario_args(test)).env(ALONE, test);
+    // Generous: the slowest of these tests takes seconds.
+    let finished = run(command, Duration::from_secs(300));
+    assert!(
+        finished.status.success() && finished.stdout.contains("1 passed"),
+        "{test}, run alone in a child process, failed ({});\nstdout:\n{}\nstderr:\n{}",
+        finished.status,
+        finished.stdout,
+        finished.stderr
+    );
+    false
+}
 
 /// Whether this process is the child that `variable` selects.
 pub fn is_child(variable: &str) -> bool {
@@ -53,7 +77,6 @@ pub struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
-    pub took: Duration,
 }
 
 impl Finished {
@@ -109,12 +132,10 @@ pub fn run(mut command: Command, within: Duration) -> Finished {
         }
         thread::sleep(Duration::from_millis(10));
     };
-    let took = started.elapsed();
     Finished {
         status,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
-        took,
     }
 }
 

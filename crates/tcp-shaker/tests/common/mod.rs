@@ -3,7 +3,8 @@
 //! Every server here listens on loopback; nothing a test does reaches beyond 127.0.0.0/8, ::1,
 //! or a network namespace the test creates itself.
 
-#![allow(dead_code)] // each test binary uses its own subset
+pub mod child;
+pub mod netns;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;

@@ -16,8 +16,6 @@
 //! Include it from a test file next to `mod common;` with
 //! `#[path = "common/netns.rs"] mod netns;`.
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 use std::os::unix::fs::PermissionsExt;
 use std::thread::JoinHandle;
 
