@@ -119,7 +119,7 @@ pub use crate::future::{Check, CheckEveryAddress};
 pub use crate::options::{CheckOptions, Family, Handshake};
 pub use crate::outcome::{Outcome, Phase, Report};
 pub use crate::resolve::{Resolve, SystemResolver};
-pub use crate::target::{Host, Target, ToTarget};
+pub use crate::target::{Host, Target, TargetHost, ToTarget};
 
 /// The shared checker, started on first use: one event-loop thread for the whole process.
 ///

@@ -83,15 +83,7 @@ impl Target {
     /// # Ok::<(), tcp_shaker::CheckError>(())
     /// ```
     pub fn with_port(&self, port: u16) -> Result<Target, CheckError> {
-        let target = Target {
-            host: self.host.clone(),
-            port,
-            zone: self.zone.clone(),
-        };
-        if port == 0 {
-            return Err(invalid(&target, PORT_ZERO));
-        }
-        Ok(target)
+        target_of(&self.host, &self.zone, port)
     }
 
     /// The host to check.
@@ -140,6 +132,110 @@ impl Target {
             zone: zone.map(Box::new),
         })
     }
+}
+
+/// The host of a target without its port: an IP address (an IPv6 one with its zone, if it was
+/// given one) or a host name, validated as parsing a [`Target`] validates it.
+///
+/// It serves callers whose text has more than one port after the host, such as a list
+/// (`db:80,443`) or a range (`db:8000-8100`): [`TargetHost::split`] parses the host and hands
+/// back the text after its `:`, [`Target::parse_port`] parses each port, and
+/// [`TargetHost::with_port`] makes the targets. A bad host or port is refused in the same words
+/// as `"host:port".parse::<Target>()` refuses it.
+///
+/// ```
+/// use tcp_shaker::{Target, TargetHost};
+///
+/// let (host, ports) = TargetHost::split("[fe80::1%1]:80,443")?;
+/// assert_eq!((host.to_string().as_str(), ports), ("[fe80::1%1]", "80,443"));
+/// let targets = ports
+///     .split(',')
+///     .map(|port| host.with_port(Target::parse_port(port)?))
+///     .collect::<Result<Vec<Target>, _>>()?;
+/// assert_eq!(targets[1], "[fe80::1%1]:443".parse::<Target>()?);
+///
+/// let refused = TargetHost::split("db").unwrap_err();
+/// assert_eq!(refused.detail(), "db".parse::<Target>().unwrap_err().detail());
+/// # Ok::<(), tcp_shaker::CheckError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TargetHost {
+    host: Host,
+    zone: Option<Box<Zone>>,
+}
+
+impl TargetHost {
+    /// Splits `host:PORTS` (`[v6]:PORTS`, `[v6%zone]:PORTS`) after its host: the host, parsed,
+    /// and the text after the `:` that ends it, not parsed. Fails as parsing a [`Target`] fails
+    /// for everything but the port.
+    pub fn split(text: &str) -> Result<(TargetHost, &str), CheckError> {
+        let (host, zone, ports) = split_target(text).map_err(|reason| invalid(&text, reason))?;
+        let host = TargetHost {
+            host,
+            zone: zone.map(Box::new),
+        };
+        Ok((host, ports))
+    }
+
+    /// The host to check.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The scope id (interface index) of an IPv6 address given with a zone, else 0.
+    pub fn scope_id(&self) -> u32 {
+        self.zone.as_ref().map_or(0, |zone| zone.scope_id)
+    }
+
+    /// The target of this host and `port`; fails on port 0.
+    pub fn with_port(&self, port: u16) -> Result<Target, CheckError> {
+        target_of(&self.host, &self.zone, port)
+    }
+}
+
+impl fmt::Display for TargetHost {
+    /// The host as a target writes it before its port: `db`, `127.0.0.1`, `[::1]`,
+    /// `[fe80::1%eth0]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.host, &self.zone) {
+            (Host::Ip(ip), Some(zone)) => write!(f, "[{ip}%{}]", zone.text),
+            (host, _) => write!(f, "{host}"),
+        }
+    }
+}
+
+impl Target {
+    /// Parses a port as the port of a target is parsed: decimal digits only, from 1 to 65535.
+    ///
+    /// ```
+    /// use tcp_shaker::Target;
+    ///
+    /// assert_eq!(Target::parse_port("5432")?, 5432);
+    /// let refused = Target::parse_port("http").unwrap_err();
+    /// assert_eq!(refused.detail(), Some("the port is not a number from 1 to 65535"));
+    /// assert!(Target::parse_port("0").is_err());
+    /// # Ok::<(), tcp_shaker::CheckError>(())
+    /// ```
+    pub fn parse_port(text: &str) -> Result<u16, CheckError> {
+        match parse_port(text) {
+            Ok(0) => Err(invalid(&text, PORT_ZERO)),
+            Ok(port) => Ok(port),
+            Err(reason) => Err(invalid(&text, reason)),
+        }
+    }
+}
+
+/// The target of `host` with `zone` and `port`; fails on port 0.
+fn target_of(host: &Host, zone: &Option<Box<Zone>>, port: u16) -> Result<Target, CheckError> {
+    let target = Target {
+        host: host.clone(),
+        port,
+        zone: zone.clone(),
+    };
+    if port == 0 {
+        return Err(invalid(&target, PORT_ZERO));
+    }
+    Ok(target)
 }
 
 /// Why port 0 is refused, in every constructor's words.
@@ -274,14 +370,19 @@ fn format_host_port(host: &str, port: u16) -> String {
 }
 
 fn parse_target(text: &str) -> Result<Target, &'static str> {
+    let (host, zone, port) = split_target(text)?;
+    Target::from_parts(host, parse_port(port)?, zone)
+}
+
+/// The host, zone and port text of `text`, refusing empty text and surrounding spaces.
+fn split_target(text: &str) -> Result<(Host, Option<Zone>, &str), &'static str> {
     if text.trim().is_empty() {
         return Err("the target is empty; give host:port");
     }
     if text.trim() != text {
         return Err("the target has leading or trailing spaces");
     }
-    let (host, zone, port) = split_host_port(text)?;
-    Target::from_parts(host, parse_port(port)?, zone)
+    split_host_port(text)
 }
 
 /// Splits `host:port`, `[v6]:port`, `[v6%zone]:port` and `v4:port`; a bare IPv6 address is
@@ -448,6 +549,36 @@ mod tests {
         assert!(reason("127.1:80").contains("not a valid IPv4"));
         assert!(reason(" localhost:80").contains("spaces"));
         assert!(reason("%%%:80").contains("\"%%%:80\""));
+    }
+
+    #[test]
+    fn a_split_host_and_its_ports_are_refused_as_a_target_is() {
+        let detail = |error: CheckError| error.detail().map(str::to_owned);
+        for text in [
+            "", " db:80", "db", "[::1", "[::1]", "[x]:80", "::1:80", ":80", "a b:80",
+        ] {
+            let Err(split) = TargetHost::split(text) else {
+                panic!("{text:?} split");
+            };
+            let parsed = text.parse::<Target>().unwrap_err();
+            assert_eq!(detail(split), detail(parsed), "{text:?}");
+        }
+        for port in ["", "http", "+80", "0", "65536"] {
+            let text = format!("db:{port}");
+            let parsed = detail(text.parse::<Target>().unwrap_err());
+            assert_eq!(
+                detail(Target::parse_port(port).unwrap_err()),
+                parsed,
+                "{port:?}"
+            );
+        }
+        let (host, ports) = TargetHost::split("[fe80::1%7]:1-2").unwrap();
+        assert_eq!((host.scope_id(), ports), (7, "1-2"));
+        assert_eq!(
+            host.with_port(22).unwrap(),
+            "[fe80::1%7]:22".parse().unwrap()
+        );
+        assert!(host.with_port(0).is_err());
     }
 
     #[test]

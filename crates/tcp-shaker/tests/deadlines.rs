@@ -50,6 +50,15 @@ impl Tally {
         }
     }
 
+    fn assert_nothing_unexpected(&self) {
+        assert!(
+            self.unexpected.is_empty(),
+            "results: {:?}; first unexpected: {:#?}",
+            self.counts,
+            self.unexpected
+        );
+    }
+
     fn count(&self, key: &str) -> usize {
         self.counts.get(key).copied().unwrap_or(0)
     }
@@ -143,12 +152,7 @@ fn back_pressure_with_room_to_start_is_never_a_timeout() {
         tally.counts,
         tally.unexpected
     );
-    assert!(
-        tally.unexpected.is_empty(),
-        "results: {:?}; first unexpected: {:#?}",
-        tally.counts,
-        tally.unexpected
-    );
+    tally.assert_nothing_unexpected();
     assert_eq!(tally.count("open") + tally.count("closed"), CHECKS);
 }
 
@@ -178,12 +182,7 @@ fn back_pressure_without_room_to_start_is_not_started_never_a_timeout() {
         tally.counts,
         tally.unexpected
     );
-    assert!(
-        tally.unexpected.is_empty(),
-        "results: {:?}; first unexpected: {:#?}",
-        tally.counts,
-        tally.unexpected
-    );
+    tally.assert_nothing_unexpected();
 }
 
 /// The reproduction: every port of 127.0.0.1, in one batch, with a 20 ms timeout. In a
@@ -256,12 +255,7 @@ fn a_scan_of_every_loopback_port_has_no_timeout() {
         [u64::from(open_port)],
         "the open ports found are not exactly the listener's"
     );
-    assert!(
-        tally.unexpected.is_empty(),
-        "results: {:?}; first unexpected: {:#?}",
-        tally.counts,
-        tally.unexpected
-    );
+    tally.assert_nothing_unexpected();
 }
 
 /// A check queued behind a full socket slot keeps its whole timeout for its own SYN: with one

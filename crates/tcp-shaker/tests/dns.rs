@@ -329,13 +329,7 @@ fn the_resolve_time_is_reported_for_names_only() {
     const LOOKUP: Duration = Duration::from_millis(200);
     let listener = common::open_listener();
     let address = listener.local_addr().unwrap();
-    let checker = Checker::builder()
-        .resolver(|_: &str| {
-            thread::sleep(LOOKUP);
-            Ok(vec![LOCALHOST_V4])
-        })
-        .spawn()
-        .unwrap();
+    let checker = checker_resolving_slowly(LOOKUP);
 
     let report = checker.check(address, Duration::from_secs(5)).unwrap();
     assert!(report.is_open());
@@ -366,13 +360,7 @@ fn resolving_and_connecting_share_one_timeout() {
     const LOOKUP: Duration = Duration::from_millis(300);
     const TIMEOUT: Duration = Duration::from_secs(1);
     let silent = common::SilentListener::new();
-    let checker = Checker::builder()
-        .resolver(|_: &str| {
-            thread::sleep(LOOKUP);
-            Ok(vec![LOCALHOST_V4])
-        })
-        .spawn()
-        .unwrap();
+    let checker = checker_resolving_slowly(LOOKUP);
     let started = Instant::now();
     let report = checker
         .check(("silent.test", silent.address.port()), TIMEOUT)
@@ -604,4 +592,15 @@ fn dns_child() {
     }
     // The parent reads each result's verdict.
     println!("{MARKER}");
+}
+
+/// A checker whose resolver answers 127.0.0.1 for every name, after `lookup`.
+fn checker_resolving_slowly(lookup: Duration) -> Checker {
+    Checker::builder()
+        .resolver(move |_: &str| {
+            thread::sleep(lookup);
+            Ok(vec![LOCALHOST_V4])
+        })
+        .spawn()
+        .unwrap()
 }

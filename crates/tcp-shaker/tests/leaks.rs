@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcp_shaker::{Check, CheckError, CheckOptions, Checker, ErrorKind, Report};
+use tcp_shaker::{Check, CheckOptions, Checker};
 
 /// Taken by every test of this binary before it opens anything, through [`fd_counting`].
 static FD_COUNTING: Mutex<()> = Mutex::new(());
@@ -25,6 +25,32 @@ static FD_COUNTING: Mutex<()> = Mutex::new(());
 struct FdCounting {
     _lock: MutexGuard<'static, ()>,
     at_start: usize,
+}
+
+/// What most of these tests start from: the count held, a silent port, and a checker, with
+/// the descriptors open before it (`without_checker`) and after it (`baseline`).
+struct Scene {
+    _counting: FdCounting,
+    silent: common::SilentListener,
+    without_checker: usize,
+    checker: Checker,
+    baseline: usize,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let counting = fd_counting();
+        let silent = common::SilentListener::new();
+        let without_checker = common::open_fds();
+        let checker = Checker::new().unwrap();
+        Scene {
+            _counting: counting,
+            silent,
+            without_checker,
+            checker,
+            baseline: common::open_fds(),
+        }
+    }
 }
 
 /// Waits for the other tests of this binary to finish counting. Take it first, so that it is
@@ -95,16 +121,6 @@ fn poll_once(checks: &mut [Pin<Box<Check>>]) {
             check.as_mut().poll(&mut cx).is_pending(),
             "a check of a silent listener answered at once"
         );
-    }
-}
-
-fn assert_stopped(result: &Result<Report, CheckError>, target: &str) {
-    match result {
-        Err(error) => {
-            assert_eq!(error.kind(), ErrorKind::Stopped, "{error}");
-            assert_eq!(error.target(), target, "{error}");
-        }
-        Ok(report) => panic!("expected the check to be stopped, got {report:?}"),
     }
 }
 
@@ -187,11 +203,13 @@ fn dropping_futures_mid_check_closes_their_sockets() {
     }
     const CHECKS: usize = 500;
 
-    let _counting = fd_counting();
-    let silent = common::SilentListener::new();
-    let without_checker = common::open_fds();
-    let checker = Checker::new().unwrap();
-    let baseline = common::open_fds();
+    let Scene {
+        _counting,
+        silent,
+        without_checker,
+        checker,
+        baseline,
+    } = Scene::new();
 
     // Dropped right after their first poll: most are still on their way into the loop, which
     // must skip (or cancel) the checks of futures that are already gone.
@@ -279,7 +297,7 @@ fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
         let (result, at) = returned
             .recv_timeout(PROMPTLY)
             .expect("a blocked check did not return after stop()");
-        assert_stopped(&result, &target);
+        common::assert_stopped(&result, &target);
         // Generous: their timeouts are 60 s.
         assert!(
             at - stopping < PROMPTLY,
@@ -293,8 +311,8 @@ fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
 
     // Checks submitted afterwards fail at once, in every form.
     let asked = Instant::now();
-    assert_stopped(&checker.check(silent.address, LONG_TIMEOUT), &target);
-    assert_stopped(
+    common::assert_stopped(&checker.check(silent.address, LONG_TIMEOUT), &target);
+    common::assert_stopped(
         &pollster::block_on(checker.check_async(silent.address, LONG_TIMEOUT)),
         &target,
     );
@@ -302,7 +320,7 @@ fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
     batch.submit(7, silent.address, LONG_TIMEOUT).unwrap();
     let completion = batch.next().expect("a submitted check gave no result");
     assert_eq!(completion.tag, 7);
-    assert_stopped(&completion.result, &target);
+    common::assert_stopped(&completion.result, &target);
     assert!(batch.next().is_none());
     // Generous: "at once" is microseconds; the checks' timeouts are 60 s.
     assert!(asked.elapsed() < PROMPTLY, "took {:?}", asked.elapsed());
@@ -357,7 +375,7 @@ fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
     let mut tags = Vec::new();
     let deadline = Instant::now() + PROMPTLY;
     while let Some(completion) = batch.next_until(deadline) {
-        assert_stopped(&completion.result, &target);
+        common::assert_stopped(&completion.result, &target);
         tags.push(completion.tag);
     }
     tags.sort_unstable();
@@ -370,14 +388,14 @@ fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
     let mut cx = Context::from_waker(Waker::noop());
     for check in &mut checks {
         match check.as_mut().poll(&mut cx) {
-            Poll::Ready(result) => assert_stopped(&result, &target),
+            Poll::Ready(result) => common::assert_stopped(&result, &target),
             Poll::Pending => panic!("a future of a stopped checker is still pending"),
         }
     }
     let (result, _) = child::within("the awaited future", PROMPTLY, move || {
         awaited.join().unwrap()
     });
-    assert_stopped(&result, &target);
+    common::assert_stopped(&result, &target);
 
     drop((checks, batch, checker));
     expect_back_to(without_checker, "the stopped checker left descriptors open");
@@ -463,11 +481,13 @@ fn a_dropped_batch_closes_its_sockets_at_once() {
     }
     const BATCHED: u64 = 50;
 
-    let _counting = fd_counting();
-    let silent = common::SilentListener::new();
-    let without_checker = common::open_fds();
-    let checker = Checker::new().unwrap();
-    let baseline = common::open_fds();
+    let Scene {
+        _counting,
+        silent,
+        without_checker,
+        checker,
+        baseline,
+    } = Scene::new();
 
     let mut batch = checker.batch();
     for tag in 0..BATCHED {

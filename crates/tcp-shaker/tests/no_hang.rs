@@ -28,16 +28,6 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 /// "Within its timeout", generously: the timeout and a second.
 const WITHIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn assert_stopped(result: &Result<Report, CheckError>, target: &str) {
-    match result {
-        Err(error) => {
-            assert_eq!(error.kind(), ErrorKind::Stopped, "{error}");
-            assert_eq!(error.target(), target, "{error}");
-        }
-        Ok(report) => panic!("expected the check to be stopped, got {report:?}"),
-    }
-}
-
 fn assert_not_started(what: &str, result: &Result<Report, CheckError>, target: SocketAddr) {
     match result {
         Err(error) => {
@@ -79,7 +69,7 @@ fn a_batch_iterated_while_its_checker_stops_ends_with_every_check_stopped() {
     let (tags, _) = child::within("iterating the batch", PROMPTLY, move || {
         let mut tags = Vec::new();
         for completion in batch {
-            assert_stopped(&completion.result, &target);
+            common::assert_stopped(&completion.result, &target);
             tags.push(completion.tag);
         }
         (tags, Instant::now())

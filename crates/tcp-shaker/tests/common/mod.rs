@@ -79,3 +79,14 @@ pub fn accept_all(listener: &TcpListener) -> usize {
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
+
+/// Asserts that a check failed because its checker stopped, naming `target`.
+pub fn assert_stopped(result: &Result<tcp_shaker::Report, tcp_shaker::CheckError>, target: &str) {
+    match result {
+        Err(error) => {
+            assert_eq!(error.kind(), tcp_shaker::ErrorKind::Stopped, "{error}");
+            assert_eq!(error.target(), target, "{error}");
+        }
+        Ok(report) => panic!("expected the check to be stopped, got {report:?}"),
+    }
+}
