@@ -14,9 +14,9 @@ use crate::child::{self, Request};
 use crate::contenders;
 use crate::delay::{self, DelayCapture};
 use crate::listener::Listener;
+use crate::procfs;
 use crate::server::{Route, Server};
 use crate::summary::{self, DelayResult, Row, RunResult, Verdict};
-use crate::system;
 
 /// How long TIME_WAIT sockets live (the kernel's 60 s), with a margin.
 const TIME_WAIT_LIMIT: Duration = Duration::from_secs(65);
@@ -47,9 +47,9 @@ impl Setup {
             target: listener.address().to_string(),
             listener_backlog: listener.backlog(),
             open_files_limit,
-            cpus: system::cpus(),
+            cpus: procfs::cpus(),
             timeout_ms: args.timeout_ms,
-            load_average_before: system::load_average()?,
+            load_average_before: procfs::load_average()?,
         })
     }
 }
@@ -125,7 +125,7 @@ pub fn run(args: &Args, server: Server<'_>, setup: Setup) -> anyhow::Result<Benc
             delay::describe_sample(sample)
         ),
         rows,
-        load_average_after: system::load_average()?,
+        load_average_after: procfs::load_average()?,
         verdict,
     })
 }
@@ -270,7 +270,7 @@ fn wait_for_time_wait(port: u16) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut announced = false;
     loop {
-        let left = system::time_wait_sockets(port)?;
+        let left = procfs::time_wait_sockets(port)?;
         if left == 0 {
             return Ok(());
         }

@@ -3,7 +3,6 @@
 //! contender and prints one line of JSON: its counts, its timing and its own peak memory.
 
 use std::io::Read;
-use std::mem;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -14,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::{Args, ChildKind};
 use crate::contenders::{self, Counts, Run};
+use crate::cpu_time::CpuTime;
 use crate::interrupt;
-use crate::system;
+use crate::procfs;
+use crate::sys::{self, Reaped};
 
 /// How often the parent looks whether a child has exited.
 const REAP_INTERVAL: Duration = Duration::from_millis(5);
@@ -77,7 +78,7 @@ pub struct Report {
     pub counts: Counts,
     /// Seconds from the first check started to the last finished.
     pub elapsed_s: f64,
-    /// The child's own peak resident memory, KiB (see [`system::peak_rss_kib`]).
+    /// The child's own peak resident memory, KiB (see [`procfs::peak_rss_kib`]).
     pub peak_rss_kib: u64,
     /// The scan's open ports (empty for the contenders).
     pub open_ports: Vec<u16>,
@@ -142,7 +143,7 @@ pub fn run(request: &Request) -> anyhow::Result<Finished> {
         .with_context(|| format!("parsing the child's report {output:?}"))?;
     Ok(Finished {
         report,
-        cpu: duration(usage.ru_utime) + duration(usage.ru_stime),
+        cpu: CpuTime::from(&usage).total(),
         wall,
         wait4_maxrss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
     })
@@ -171,7 +172,7 @@ pub fn serve(args: &Args, kind: ChildKind) -> anyhow::Result<()> {
     let report = Report {
         counts,
         elapsed_s: elapsed.as_secs_f64(),
-        peak_rss_kib: system::peak_rss_kib()?,
+        peak_rss_kib: procfs::peak_rss_kib()?,
         open_ports,
     };
     println!("{}", serde_json::to_string(&report)?);
@@ -197,25 +198,13 @@ impl Reaper {
     fn wait(&mut self, deadline: Instant) -> anyhow::Result<(libc::c_int, libc::rusage)> {
         let pid = libc::pid_t::try_from(self.child.id()).context("the child's process id")?;
         loop {
-            let mut status = 0;
-            // SAFETY: rusage is a plain C struct of integers and timevals; all zeroes is a
-            // valid value of it.
-            let mut usage: libc::rusage = unsafe { mem::zeroed() };
-            // SAFETY: the pointers are to `status` and `usage`, live for the call, which the
-            // kernel fills.
-            let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-            if reaped == pid {
+            let reaped = sys::reap(pid).context("waiting for a child run")?;
+            if let Reaped::Exited { status, usage } = reaped {
                 self.reaped = true;
                 return Ok((status, usage));
             }
             // The child is killed when the caller drops it.
             interrupt::check()?;
-            if reaped < 0 {
-                let error = std::io::Error::last_os_error();
-                if error.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(error).context("waiting for a child run");
-                }
-            }
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "a child run outlived its time limit; killed it"
@@ -244,11 +233,4 @@ fn describe_status(status: libc::c_int) -> String {
     } else {
         format!("wait status {status:#x}")
     }
-}
-
-/// A timeval as a duration (negative fields, which the kernel never reports, as zero).
-fn duration(time: libc::timeval) -> Duration {
-    let seconds = u64::try_from(time.tv_sec).unwrap_or(0);
-    let micros = u64::try_from(time.tv_usec).unwrap_or(0);
-    Duration::from_secs(seconds) + Duration::from_micros(micros)
 }

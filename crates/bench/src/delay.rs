@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use shaker_wire::{ACK, Capture, Packet, RST, SYN};
 
+use crate::statistics::percentile;
+
 /// A capture running while a checker checks the listener.
 pub struct DelayCapture {
     capture: Capture,
@@ -121,22 +123,16 @@ impl Delays {
             }
         }
         delays.sort_unstable();
-        let micros = |delay: Option<&Duration>| delay.map_or(0.0, |d| d.as_secs_f64() * 1e6);
+        let micros = |delay: Option<Duration>| delay.map_or(0.0, |d| d.as_secs_f64() * 1e6);
         Delays {
             measured: delays.len() as u64,
-            p50_us: micros(percentile(&delays, 0.50)),
-            p99_us: micros(percentile(&delays, 0.99)),
-            max_us: micros(delays.last()),
+            p50_us: micros(percentile(&delays, 50.0)),
+            p99_us: micros(percentile(&delays, 99.0)),
+            max_us: micros(delays.last().copied()),
             leaked_acks,
             without_rst: open.values().filter(|c| c.syn_ack.is_some()).count() as u64,
         }
     }
-}
-
-/// The nearest-rank percentile `q` (0 to 1) of `sorted`.
-fn percentile(sorted: &[Duration], q: f64) -> Option<&Duration> {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.saturating_sub(1))
 }
 
 #[cfg(test)]
@@ -189,13 +185,5 @@ mod tests {
         assert_eq!(delays.measured, 2);
         assert_eq!((delays.p50_us, delays.max_us), (5.0, 200_100.0));
         assert_eq!((delays.leaked_acks, delays.without_rst), (1, 2));
-    }
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let delays: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&delays, 0.5), Some(&Duration::from_millis(50)));
-        assert_eq!(percentile(&delays, 0.99), Some(&Duration::from_millis(99)));
-        assert_eq!(percentile(&[], 0.99), None);
     }
 }

@@ -3,11 +3,11 @@
 //! at once. The signal is noted, the child run in progress is killed, and the benchmark fails
 //! with "interrupted", dropping its guards on the way out.
 
-use std::io;
-use std::mem;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+
+use crate::sys;
 
 /// The signals caught.
 const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
@@ -24,17 +24,7 @@ extern "C" fn note(_signal: libc::c_int) {
 /// get the default actions back when they exec.)
 pub fn catch() -> anyhow::Result<()> {
     for signal in SIGNALS {
-        // SAFETY: sigaction is a plain C struct of a handler address, a signal set and integers;
-        // all zeroes (an empty mask, no flags) is a valid value of it.
-        let mut action: libc::sigaction = unsafe { mem::zeroed() };
-        action.sa_sigaction = note as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        // SAFETY: the pointer is to `action`, which outlives the call; the old action is not
-        // asked for (null); the handler only stores to an atomic.
-        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("catching signal {signal}"));
-        }
+        sys::catch_signal(signal, note).with_context(|| format!("catching signal {signal}"))?;
     }
     Ok(())
 }

@@ -1,19 +1,19 @@
 //! The checked server: a listener on an IPv4 address (127.0.0.1, or the far end of the veth
-//! scenario's pair) whose "application" is one thread that accepts, counts and closes every
-//! connection, the way a real server's accept loop would see them.
+//! and rtt scenarios' networks) whose "application" is one thread that accepts, counts and
+//! closes every connection, the way a real server's accept loop would see them. A half-open
+//! check is never one of them: every count above zero is a final ACK that leaked.
 
 use std::io;
-use std::mem;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
-use crate::system;
+use crate::procfs;
 
 /// The backlog asked for, unless `net.core.somaxconn` allows more.
 const MIN_BACKLOG: i32 = 4096;
@@ -26,7 +26,8 @@ const STILL: Duration = Duration::from_millis(50);
 /// How long the count may keep moving before [`Listener::settle`] gives up waiting.
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
-/// A listening socket and the thread that accepts from it.
+/// A listening socket and the thread that accepts from it; dropping it stops the thread.
+#[derive(Debug)]
 pub struct Listener {
     socket: Arc<TcpListener>,
     address: SocketAddrV4,
@@ -37,12 +38,21 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Listens on `ip` on a free port below `first_local_port` (see [`service_ports`]), with a
-    /// backlog of 4096 or `somaxconn` if higher, and starts accepting.
+    /// Listens on 127.0.0.1 below this network namespace's local port range, and starts
+    /// accepting.
+    pub fn on_loopback() -> anyhow::Result<Listener> {
+        Listener::start(Ipv4Addr::LOCALHOST, procfs::first_local_port())
+    }
+
+    /// Listens on `ip` on a free port below `first_local_port` (the highest free one of the
+    /// thousand below it, where services listen; one the kernel chooses if none is free), with a
+    /// backlog of 4096 or `net.core.somaxconn` if higher, and starts accepting.
     ///
     /// The socket belongs to the calling thread's network namespace, and the accepting thread
-    /// starts in it: called from a thread that has entered a namespace, the listener is inside.
-    pub fn start(ip: Ipv4Addr, somaxconn: i32, first_local_port: u16) -> anyhow::Result<Listener> {
+    /// starts in it: called from a thread that has entered a namespace, the listener is inside
+    /// (and the accept-queue cap read is that namespace's).
+    pub fn start(ip: Ipv4Addr, first_local_port: u16) -> anyhow::Result<Listener> {
+        let somaxconn = procfs::somaxconn()?;
         let backlog = MIN_BACKLOG.max(somaxconn);
         let socket =
             listen(ip, backlog, first_local_port).with_context(|| format!("listening on {ip}"))?;
@@ -109,8 +119,8 @@ impl Drop for Listener {
     /// Stops the accepting thread: shutting a listening socket down wakes a blocked accept().
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Release);
-        // SAFETY: shutdown() takes no pointers; the descriptor is the listener's, still open.
-        unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RDWR) };
+        // Failing, the thread was not in accept(): it sees the flag on its next turn.
+        let _ = SockRef::from(&*self.socket).shutdown(Shutdown::Both);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -130,7 +140,7 @@ fn service_ports(first_local_port: u16) -> impl Iterator<Item = u16> {
 fn listen(ip: Ipv4Addr, backlog: i32, first_local_port: u16) -> io::Result<TcpListener> {
     for port in service_ports(first_local_port) {
         match listen_on(SocketAddrV4::new(ip, port), backlog) {
-            Err(error) if error.raw_os_error() == Some(libc::EADDRINUSE) => continue,
+            Err(error) if error.kind() == io::ErrorKind::AddrInUse => continue,
             result => return result,
         }
     }
@@ -139,29 +149,9 @@ fn listen(ip: Ipv4Addr, backlog: i32, first_local_port: u16) -> io::Result<TcpLi
 
 /// A listening TCP socket on `address` with `backlog`.
 fn listen_on(address: SocketAddrV4, backlog: i32) -> io::Result<TcpListener> {
-    // SAFETY: socket() takes no pointers; its result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket() and is owned by nothing else.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let address = system::sockaddr_in(address);
-    // SAFETY: the pointer and length describe `address`, a sockaddr_in that outlives the call.
-    let bound = unsafe {
-        libc::bind(
-            socket.as_raw_fd(),
-            (&address as *const libc::sockaddr_in).cast(),
-            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if bound != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: listen() takes no pointers.
-    if unsafe { libc::listen(socket.as_raw_fd(), backlog) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&SockAddr::from(address))?;
+    socket.listen(backlog)?;
     Ok(TcpListener::from(socket))
 }
 
@@ -176,9 +166,41 @@ fn accept_until_stopped(socket: &TcpListener, accepted: &AtomicU64, stopping: &A
             Err(_) if stopping.load(Ordering::Acquire) => return,
             // A connection reset before it was accepted: the next one.
             Err(error)
-                if matches!(error.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR)) => {}
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                ) => {}
             // Out of descriptors or memory: give the system a moment.
             Err(_) => thread::sleep(Duration::from_millis(1)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpStream;
+
+    use tcp_shaker::Checker;
+
+    use super::*;
+
+    #[test]
+    fn counts_full_connects_and_never_a_half_open_check() {
+        let listener = Listener::on_loopback().unwrap();
+        let address = SocketAddr::V4(listener.address());
+        assert!(address.port() < procfs::first_local_port());
+        let checker = Checker::new().unwrap();
+        for _ in 0..8 {
+            let report = checker.check(address, Duration::from_secs(1)).unwrap();
+            assert!(report.is_open(), "{report:?}");
+        }
+        listener.settle();
+        assert_eq!(listener.accepted(), 0);
+
+        for _ in 0..3 {
+            drop(TcpStream::connect(address).unwrap());
+        }
+        listener.settle();
+        assert_eq!(listener.accepted(), 3);
     }
 }

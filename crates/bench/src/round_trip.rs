@@ -22,7 +22,7 @@ use anyhow::Context;
 use shaker_wire::delay_line::DelayLine;
 use shaker_wire::netns::Namespace;
 
-use crate::system;
+use crate::procfs;
 
 /// The listener's namespace's accept-queue caps (`net.core.somaxconn`,
 /// `net.ipv4.tcp_max_syn_backlog`): room for every half-open connection at 10 000 in flight.
@@ -40,9 +40,9 @@ impl Network {
     /// Sets the network up with a round trip of `rtt`. Fails, saying why, without the
     /// privileges it takes, or if any step fails; then whatever was made is deleted again.
     pub fn create(rtt: Duration) -> anyhow::Result<Network> {
-        system::ensure_network_privileges("rtt", "network namespaces and TUN devices")?;
+        procfs::ensure_network_privileges("rtt", "network namespaces and TUN devices")?;
         let namespace = || {
-            Namespace::create(system::NAMESPACE_PREFIX)
+            Namespace::create(crate::NAMESPACE_PREFIX)
                 .context("creating a network namespace (is iproute2 installed?)")
         };
         let (checkers, listener) = (namespace()?, namespace()?);
@@ -90,8 +90,8 @@ mod tests {
     #[test]
     fn checks_across_the_line_take_the_round_trip_and_nothing_is_left_behind() {
         let test = "round_trip::tests::checks_across_the_line_take_the_round_trip_and_nothing_is_left_behind";
-        let needed = [system::CAP_NET_ADMIN, system::CAP_SYS_ADMIN];
-        if !system::has_capabilities(&needed).unwrap() {
+        let needed = [procfs::CAP_NET_ADMIN, procfs::CAP_SYS_ADMIN];
+        if !procfs::has_capabilities(&needed).unwrap() {
             skip(
                 test,
                 "needs root to create network namespaces and TUN devices",
@@ -104,16 +104,13 @@ mod tests {
             network.checkers().name().to_string(),
             network.listener().name().to_string(),
         ];
-        let first_local_port = network.checkers().run(system::first_local_port).unwrap();
+        let first_local_port = network.checkers().run(procfs::first_local_port).unwrap();
         let listener = network
             .listener()
-            .run(|| {
-                let somaxconn = system::somaxconn()?;
-                assert_eq!(somaxconn.to_string(), ACCEPT_QUEUE);
-                Listener::start(delay_line::SERVER_ADDRESS, somaxconn, first_local_port)
-            })
+            .run(|| Listener::start(delay_line::SERVER_ADDRESS, first_local_port))
             .unwrap()
             .unwrap();
+        assert_eq!(listener.backlog().to_string(), ACCEPT_QUEUE);
         let server = SocketAddr::V4(listener.address());
         let checker = network.checkers().run(Checker::new).unwrap().unwrap();
         for _ in 0..4 {

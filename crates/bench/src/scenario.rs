@@ -11,9 +11,10 @@ use crate::bench::{self, Setup};
 use crate::child::Request;
 use crate::delay;
 use crate::listener::Listener;
+use crate::procfs;
 use crate::server::Server;
-use crate::summary::{DelayResult, RunResult, describe_failures, median};
-use crate::system;
+use crate::statistics::median;
+use crate::summary::{DelayResult, RunResult, describe_failures};
 use crate::table::{markdown, micros};
 
 /// The `leak` scenario's results (and `--json` output).
@@ -87,7 +88,7 @@ pub fn leak(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Le
             delay::describe_sample(sample)
         ),
         runs,
-        load_average_after: system::load_average()?,
+        load_average_after: procfs::load_average()?,
         ok,
     })
 }
@@ -237,7 +238,7 @@ pub fn scan(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Sc
             request.in_flight
         );
         let run = bench::measure(listener, &request)?;
-        let listening = system::listening_ports()?;
+        let listening = procfs::listening_ports()?;
         let open_but_not_listening = run
             .open_ports
             .iter()
@@ -267,7 +268,7 @@ pub fn scan(args: &Args, listener: &Listener, setup: Setup) -> anyhow::Result<Sc
         listener_port,
         medians,
         runs,
-        load_average_after: system::load_average()?,
+        load_average_after: procfs::load_average()?,
         ok,
     })
 }

@@ -8,6 +8,7 @@ use crate::args::Contender;
 use crate::child::Finished;
 use crate::contenders::Counts;
 use crate::delay::Delays;
+use crate::statistics::median;
 
 /// One child run, as measured.
 #[derive(Debug, Serialize)]
@@ -201,17 +202,6 @@ fn ratio(value: Option<f64>, base: Option<f64>) -> Option<f64> {
     Some(value? / base.filter(|base| *base > 0.0)?)
 }
 
-/// The median of `values` (the mean of the middle two for an even count); `None` if empty.
-pub fn median(mut values: Vec<f64>) -> Option<f64> {
-    values.sort_unstable_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    match values.len() {
-        0 => None,
-        length if length % 2 == 1 => Some(values[middle]),
-        _ => Some((values[middle - 1] + values[middle]) / 2.0),
-    }
-}
-
 /// Whether the runs met the benchmark's bar, and if not, why.
 #[derive(Debug, Default, Serialize)]
 pub struct Verdict {
@@ -312,12 +302,5 @@ mod tests {
         );
         assert_eq!(rows[2].memory_per_in_flight_bytes, None);
         assert_eq!(rows[4].checks_per_s_vs_floor, None);
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(vec![]), None);
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 }

@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use anyhow::Context;
 use shaker_wire::netns::{self, Namespace};
 
-use crate::system;
+use crate::procfs;
 
 /// The checkers' end of the pair, in this process's network namespace.
 pub const HOST_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -34,8 +34,8 @@ impl Network {
     /// Sets the network up. Fails, saying why, without the privileges it takes, or if any step
     /// fails; then whatever was made is deleted again.
     pub fn create() -> anyhow::Result<Network> {
-        system::ensure_network_privileges("veth", "a network namespace and a veth pair")?;
-        let namespace = Namespace::create(system::NAMESPACE_PREFIX)
+        procfs::ensure_network_privileges("veth", "a network namespace and a veth pair")?;
+        let namespace = Namespace::create(crate::NAMESPACE_PREFIX)
             .context("creating the network namespace (is iproute2 installed?)")?;
         let pair = VethPair::create(&namespace)?;
         let network = Network { pair, namespace };
@@ -151,8 +151,8 @@ mod tests {
 
     /// Skips the calling test unless the process may set the network up and capture on it.
     fn skip_unless_privileged(test: &str) -> bool {
-        let needed = [system::CAP_NET_ADMIN, system::CAP_SYS_ADMIN, CAP_NET_RAW];
-        if system::has_capabilities(&needed).unwrap() {
+        let needed = [procfs::CAP_NET_ADMIN, procfs::CAP_SYS_ADMIN, CAP_NET_RAW];
+        if procfs::has_capabilities(&needed).unwrap() {
             return false;
         }
         skip(
@@ -171,10 +171,10 @@ mod tests {
         let network = Network::create().unwrap();
         let host = network.host_interface().to_string();
         let namespace = network.namespace().name().to_string();
-        let first_local_port = system::first_local_port();
+        let first_local_port = procfs::first_local_port();
         let listener = network
             .namespace()
-            .run(|| Listener::start(INNER_ADDRESS, 128, first_local_port))
+            .run(|| Listener::start(INNER_ADDRESS, first_local_port))
             .unwrap()
             .unwrap();
         let server = SocketAddr::V4(listener.address());

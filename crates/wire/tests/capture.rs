@@ -1,8 +1,6 @@
 //! The capture on real loopback traffic (needs root for `AF_PACKET`): receive timestamps, and
 //! sampling by client port done by the kernel's filter.
 
-#![cfg(target_os = "linux")]
-
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, SystemTime};

@@ -2,8 +2,6 @@
 //! TCP handshake across it takes the round trip, datagrams cross in order one delay after they
 //! were sent, a full queue drops and counts, and nothing is left behind.
 
-#![cfg(target_os = "linux")]
-
 use std::io;
 use std::mem;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -1,13 +1,15 @@
 //! The tcp-shaker engine: one [`Checker`], one [`Batch`] (across one or more checkers), C checks in
-//! flight, a new one submitted as each completes (as the `tcp-checker` command does).
+//! flight, a new one submitted as each completes ([`keep_in_flight`], which `tcp-checker bench`
+//! measures too).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use tcp_shaker::{Batch, Checker, Completion, Outcome};
 
 use super::{Counts, Run};
+use crate::checks::keep_in_flight;
 
 /// Checks `target` `checks` times, `in_flight` at a time.
 pub fn run(
@@ -17,10 +19,11 @@ pub fn run(
     timeout: Duration,
 ) -> anyhow::Result<Run> {
     let mut counts = Counts::default();
+    let mut batch = batch_across(1)?;
     let elapsed = keep_in_flight(
+        &mut batch,
         checks,
         in_flight,
-        1,
         |_| target,
         timeout,
         |completion| {
@@ -51,11 +54,19 @@ pub fn scan(
     let mut counts = Counts::default();
     let mut open_ports = Vec::new();
     let checks = u64::from(u16::MAX);
-    let elapsed = keep_in_flight(checks, in_flight, loops, target, timeout, |completion| {
-        if count(&mut counts, &completion) {
-            open_ports.push(port_of(completion.tag));
-        }
-    })?;
+    let mut batch = batch_across(loops)?;
+    let elapsed = keep_in_flight(
+        &mut batch,
+        checks,
+        in_flight,
+        target,
+        timeout,
+        |completion| {
+            if count(&mut counts, &completion) {
+                open_ports.push(port_of(completion.tag));
+            }
+        },
+    )?;
     open_ports.sort_unstable();
     Ok(Scan {
         run: Run { counts, elapsed },
@@ -63,40 +74,13 @@ pub fn scan(
     })
 }
 
-/// Runs `checks` checks of `target(tag)` for tags 0, 1, ..., keeping `in_flight` of them
-/// submitted through one batch across `loops` checkers, and hands each completion to `done`. Returns the time from the first submission to
-/// the last completion.
-fn keep_in_flight(
-    checks: u64,
-    in_flight: usize,
-    loops: usize,
-    target: impl Fn(u64) -> SocketAddr,
-    timeout: Duration,
-    mut done: impl FnMut(Completion),
-) -> anyhow::Result<Duration> {
+/// Starts `loops` checkers, and a batch across them.
+fn batch_across(loops: usize) -> anyhow::Result<Batch> {
     let checkers = (0..loops.max(1))
         .map(|_| Checker::new())
         .collect::<Result<Vec<_>, _>>()
         .context("starting the checker")?;
-    let mut batch = Batch::across(checkers).context("no checker to check with")?;
-    let first = checks.min(u64::try_from(in_flight).unwrap_or(u64::MAX));
-    let started = Instant::now();
-    for tag in 0..first {
-        batch
-            .submit(tag, target(tag), timeout)
-            .context("submitting a check")?;
-    }
-    let mut submitted = first;
-    while let Some(completion) = batch.next() {
-        done(completion);
-        if submitted < checks {
-            batch
-                .submit(submitted, target(submitted), timeout)
-                .context("submitting a check")?;
-            submitted += 1;
-        }
-    }
-    Ok(started.elapsed())
+    Batch::across(checkers).context("no checker to check with")
 }
 
 /// Counts a completion; true if the port was open.

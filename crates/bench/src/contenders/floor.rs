@@ -1,5 +1,6 @@
 //! The kernel floor: the least a half-open checker can do, in raw syscalls, as the reference
-//! C loop `floor.c -m rst -b 256` does it, on one thread.
+//! C loop `floor.c -m rst -b 256` does it, on one thread. socket2 makes the socket calls (each
+//! one system call, the same as the C loop's), [`crate::sys`] the epoll ones.
 //!
 //! Per check: `socket(SOCK_NONBLOCK | SOCK_CLOEXEC)`, `setsockopt(TCP_QUICKACK, 0)` and
 //! `setsockopt(SO_LINGER, {1, 0})`, `connect`, `epoll_ctl(ADD, EPOLLOUT)`, a share of an
@@ -11,16 +12,15 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::mem;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use socket2::SockRef;
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::{Counts, Run};
-use crate::system;
+use crate::sys;
 
 /// New connects between two polls at most (`floor.c -b 256`).
 const CONNECTS_PER_TURN: usize = 256;
@@ -34,8 +34,8 @@ pub fn run(
     in_flight: usize,
     timeout: Duration,
 ) -> anyhow::Result<Run> {
-    let address = system::sockaddr_in(target);
-    let poller = epoll_create().context("epoll_create1")?;
+    let address = SockAddr::from(target);
+    let poller = sys::epoll_create().context("epoll_create1")?;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_POLL];
     let mut sockets = Sockets::default();
     let mut counts = Counts::default();
@@ -53,7 +53,8 @@ pub fn run(
                     done += 1;
                 }
                 Ok(false) => {
-                    watch(&poller, &socket).context("epoll_ctl(EPOLL_CTL_ADD)")?;
+                    sys::epoll_add_writable(&poller, socket.as_raw_fd())
+                        .context("epoll_ctl(EPOLL_CTL_ADD)")?;
                     sockets.launch(socket, Instant::now());
                 }
                 Err(error) => {
@@ -80,16 +81,18 @@ pub fn run(
                 libc::c_int::try_from(left).unwrap_or(libc::c_int::MAX)
             })
         };
-        let ready = poll(&poller, &mut events, wait_ms).context("epoll_wait")?;
+        let ready = sys::epoll_wait(&poller, &mut events, wait_ms).context("epoll_wait")?;
         for event in &events[..ready] {
-            // The socket's descriptor, as registered by `watch`.
-            let fd = event.u64 as RawFd;
-            match socket_error(fd) {
-                Ok(0) => counts.open += 1,
-                Ok(errno) => classify(&mut counts, io::Error::from_raw_os_error(errno)),
-                Err(error) => classify(&mut counts, error),
+            // The socket's descriptor, as registered by `epoll_add_writable`.
+            let Some(socket) = sockets.finish(event.u64 as RawFd) else {
+                continue;
+            };
+            match socket.take_error() {
+                Ok(None) => counts.open += 1,
+                Ok(Some(error)) | Err(error) => classify(&mut counts, error),
             }
-            sockets.finish(fd);
+            // Dropped here: closed, which with zero linger sends RST.
+            drop(socket);
             done += 1;
         }
     }
@@ -101,7 +104,7 @@ pub fn run(
 
 /// Counts a failed check: refused is closed, anything else an error.
 fn classify(counts: &mut Counts, error: io::Error) {
-    if error.raw_os_error() == Some(libc::ECONNREFUSED) {
+    if error.kind() == io::ErrorKind::ConnectionRefused {
         counts.closed += 1;
     } else {
         counts.error(|| error.to_string());
@@ -115,12 +118,18 @@ struct Launched {
     started: Instant,
 }
 
-/// The sockets in flight: their descriptors, owned here as raw numbers (as the C loop keeps
-/// them), the sequence number of the check on each, and the FIFO of deadlines.
+/// A socket in flight, and the sequence number of its check.
+struct InFlight {
+    socket: Socket,
+    sequence: u64,
+}
+
+/// The sockets in flight, indexed by descriptor (as the C loop keeps them), and the FIFO of
+/// deadlines. Dropping it closes the sockets still in flight (when a run fails half-way).
 #[derive(Default)]
 struct Sockets {
-    /// The sequence number of the check on each descriptor; 0 when the descriptor is free.
-    sequence_of: Vec<u64>,
+    /// The socket on each descriptor that holds a check in flight.
+    by_fd: Vec<Option<InFlight>>,
     launched: VecDeque<Launched>,
     last_sequence: u64,
     in_flight: usize,
@@ -128,31 +137,29 @@ struct Sockets {
 
 impl Sockets {
     /// Takes over a connecting socket started at `started`.
-    fn launch(&mut self, socket: OwnedFd, started: Instant) {
-        let fd = socket.into_raw_fd();
+    fn launch(&mut self, socket: Socket, started: Instant) {
+        let fd = socket.as_raw_fd();
         let index = fd as usize; // an open descriptor is never negative
-        if index >= self.sequence_of.len() {
-            self.sequence_of.resize(index + 1, 0);
+        if index >= self.by_fd.len() {
+            self.by_fd.resize_with(index + 1, || None);
         }
         self.last_sequence += 1;
-        self.sequence_of[index] = self.last_sequence;
+        let sequence = self.last_sequence;
+        self.by_fd[index] = Some(InFlight { socket, sequence });
         self.launched.push_back(Launched {
             fd,
-            sequence: self.last_sequence,
+            sequence,
             started,
         });
         self.in_flight += 1;
     }
 
-    /// Closes a finished check's socket (which also takes it out of the epoll set).
-    fn finish(&mut self, fd: RawFd) {
-        if let Some(sequence) = self.sequence_of.get_mut(fd as usize) {
-            if *sequence != 0 {
-                *sequence = 0;
-                close(fd);
-                self.in_flight -= 1;
-            }
-        }
+    /// Takes a finished check's socket out of the table (closing it also takes it out of the
+    /// epoll set); `None` if no check is in flight on `fd`.
+    fn finish(&mut self, fd: RawFd) -> Option<Socket> {
+        let in_flight = self.by_fd.get_mut(fd as usize)?.take()?;
+        self.in_flight -= 1;
+        Some(in_flight.socket)
     }
 
     /// Closes the sockets whose deadline has passed at `now`, dropping stale entries on the
@@ -169,7 +176,7 @@ impl Sockets {
             }
             let fd = head.fd;
             self.launched.pop_front();
-            self.finish(fd);
+            drop(self.finish(fd));
             expired += 1;
         }
         expired
@@ -183,136 +190,25 @@ impl Sockets {
 
     /// Whether a FIFO entry is still the check on its descriptor.
     fn is_live(&self, entry: &Launched) -> bool {
-        self.sequence_of.get(entry.fd as usize) == Some(&entry.sequence)
+        let on_fd = self.by_fd.get(entry.fd as usize);
+        on_fd.is_some_and(|slot| slot.as_ref().is_some_and(|s| s.sequence == entry.sequence))
     }
 }
 
-impl Drop for Sockets {
-    /// Closes the sockets still in flight (when a run fails half-way).
-    fn drop(&mut self) {
-        for (fd, sequence) in self.sequence_of.iter().enumerate() {
-            if *sequence != 0 {
-                close(fd as RawFd);
-            }
-        }
-    }
-}
-
-/// `epoll_create1(EPOLL_CLOEXEC)`.
-fn epoll_create() -> io::Result<OwnedFd> {
-    // SAFETY: epoll_create1() takes no pointers; its result is checked before use.
-    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by epoll_create1() and is owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// A non-blocking, close-on-exec TCP socket with quick ACKs off and zero linger.
-fn open_socket() -> io::Result<OwnedFd> {
-    let kind = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-    // SAFETY: socket() takes no pointers; its result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_INET, kind, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket() and is owned by nothing else.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    // The same two setsockopt calls as floor.c, through socket2's typed wrappers.
-    let options = SockRef::from(&socket);
-    options.set_tcp_quickack(false)?;
-    options.set_linger(Some(Duration::ZERO))?;
+/// A non-blocking, close-on-exec TCP socket with quick ACKs off and zero linger: `socket()`
+/// with both flags, and the same two `setsockopt` calls as floor.c.
+fn open_socket() -> io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM.nonblocking(), None)?;
+    socket.set_tcp_quickack(false)?;
+    socket.set_linger(Some(Duration::ZERO))?;
     Ok(socket)
 }
 
 /// Starts connecting: true if connected at once, false if in progress, else the error.
-fn connect(socket: &OwnedFd, address: &libc::sockaddr_in) -> io::Result<bool> {
-    // SAFETY: the pointer and length describe `address`, a sockaddr_in borrowed for the call.
-    let result = unsafe {
-        libc::connect(
-            socket.as_raw_fd(),
-            (address as *const libc::sockaddr_in).cast(),
-            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if result == 0 {
-        return Ok(true);
+fn connect(socket: &Socket, address: &SockAddr) -> io::Result<bool> {
+    match socket.connect(address) {
+        Ok(()) => Ok(true),
+        Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+        Err(error) => Err(error),
     }
-    let error = io::Error::last_os_error();
-    if error.raw_os_error() == Some(libc::EINPROGRESS) {
-        Ok(false)
-    } else {
-        Err(error)
-    }
-}
-
-/// Registers `socket` for writability, its descriptor as the event's data.
-fn watch(poller: &OwnedFd, socket: &OwnedFd) -> io::Result<()> {
-    let fd = socket.as_raw_fd();
-    let mut event = libc::epoll_event {
-        events: libc::EPOLLOUT as u32,
-        u64: fd as u64,
-    };
-    // SAFETY: both descriptors are open; the pointer is to `event`, which the kernel copies.
-    let result =
-        unsafe { libc::epoll_ctl(poller.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Waits up to `wait_ms` (-1: no limit) for events; returns how many of `events` were filled.
-fn poll(
-    poller: &OwnedFd,
-    events: &mut [libc::epoll_event],
-    wait_ms: libc::c_int,
-) -> io::Result<usize> {
-    let capacity = libc::c_int::try_from(events.len()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: the pointer and capacity describe `events`, which the kernel fills at most
-    // `capacity` entries of; it outlives the call.
-    let ready =
-        unsafe { libc::epoll_wait(poller.as_raw_fd(), events.as_mut_ptr(), capacity, wait_ms) };
-    match usize::try_from(ready) {
-        Ok(ready) => Ok(ready),
-        Err(_) => {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                Ok(0)
-            } else {
-                Err(error)
-            }
-        }
-    }
-}
-
-/// The pending error of a socket (`SO_ERROR`): 0 if it connected.
-fn socket_error(fd: RawFd) -> io::Result<libc::c_int> {
-    let mut error: libc::c_int = 0;
-    let mut length = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: the pointers are to `error` and `length`, which describe a C int the kernel
-    // writes at most `length` bytes of; both outlive the call.
-    let result = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut error as *mut libc::c_int).cast(),
-            &mut length,
-        )
-    };
-    if result == 0 {
-        Ok(error)
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Closes a descriptor the caller owns. With zero linger, a connected socket sends RST.
-fn close(fd: RawFd) {
-    // SAFETY: callers pass descriptors they own and never use again; close() takes no
-    // pointers. Its result is of no use: the descriptor is gone either way.
-    unsafe { libc::close(fd) };
 }

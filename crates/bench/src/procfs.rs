@@ -1,35 +1,11 @@
-//! What the benchmark reads from or asks of the system: the open-files limit, the accept-queue
-//! cap, the local port range, the load average, a process's peak memory and capabilities (and
-//! whether they allow the network scenarios, whose namespaces' prefix is here); and the C form of
-//! an IPv4 socket address for the raw system calls.
+//! What the benchmark reads of the system in `/proc`: the accept-queue cap, the local port
+//! range, the load average, this process's peak memory and capabilities (and whether they allow
+//! the network scenarios), the TCP sockets in TIME_WAIT and the ports listened on.
 
 use std::collections::BTreeSet;
 use std::io;
-use std::net::SocketAddrV4;
 
 use anyhow::Context;
-
-/// Raises the soft limit of open files to the hard limit (children inherit it), and returns
-/// the new limit.
-pub fn raise_open_files_limit() -> anyhow::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: the pointer is to a live rlimit, which getrlimit fills.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: the pointer is to a live rlimit, which setrlimit only reads.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            return Err(io::Error::last_os_error())
-                .context("raising the soft limit of open files to the hard limit");
-        }
-    }
-    Ok(limit.rlim_cur)
-}
 
 /// `net.core.somaxconn`: the kernel caps every listen() backlog at it.
 pub fn somaxconn() -> anyhow::Result<i32> {
@@ -48,18 +24,6 @@ pub fn first_local_port() -> u16 {
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768)
-}
-
-/// `address` as a C `sockaddr_in`.
-pub fn sockaddr_in(address: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: address.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*address.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
 }
 
 /// The 1-minute load average, from `/proc/loadavg`.
@@ -92,10 +56,6 @@ pub fn peak_rss_kib() -> anyhow::Result<u64> {
 pub const CAP_NET_ADMIN: u32 = 12;
 /// `CAP_SYS_ADMIN`: making a named network namespace (`ip netns add` mounts it) and entering it.
 pub const CAP_SYS_ADMIN: u32 = 21;
-
-/// The benchmark's network namespaces are named `shaker-bench-<pid>-<n>`, apart from the
-/// tests'.
-pub const NAMESPACE_PREFIX: &str = "shaker-bench-";
 
 /// Fails, saying that `scenario` needs root to make `what`, unless this process may make and
 /// enter network namespaces and configure their interfaces (`CAP_NET_ADMIN`, `CAP_SYS_ADMIN`).
