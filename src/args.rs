@@ -10,29 +10,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
-use crate::loops;
-
-const AFTER_HELP: &str = "\
-Examples:
-  tcp-checker db:5432                            check once
-  tcp-checker -n 0 db:5432 cache:6379            every second until Ctrl-C, then statistics
-  tcp-checker --open 127.0.0.1:1-1024            which local ports are open
-  tcp-checker -f hosts.txt --json                one JSON object per check, then a summary
-  tcp-checker --wait 30s db:5432 -- ./start.sh   wait until the database is open, then run start.sh
-  tcp-checker bench                              measure the checker against its own listener
-  tcp-checker -a 127.0.0.1:22 -n 1000 -c 100     the original's flags
-
-Exit status:
-  0  every check found its port open (with --wait: every target became open)
-  1  at least one check did not (with --wait: the time ran out, or Ctrl-C)
-  2  usage or system error: bad flags, an unreadable file, invalid targets (the valid ones
-     still run), no targets at all, a --source address not on this machine, the checker
-     could not start or could not start a check in time (error kind not_started)
-  Ctrl-C, SIGTERM and SIGHUP end a run early as if it were done: the checks in flight are
-  reported as interrupted, statistics are printed, and the status is that of the checks
-  that finished.
-  With --wait and a command, the command replaces tcp-checker and its status is the command's
-  (126 or 127 if it could not be started).";
+use crate::guide;
 
 /// Half-open TCP checks: SYN, SYN-ACK, RST. The checked server's application never sees a
 /// connection.
@@ -40,7 +18,7 @@ Exit status:
 #[command(
     name = "tcp-checker",
     version,
-    after_help = AFTER_HELP,
+    after_help = guide::after_help(),
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     subcommand_value_name = "SUBCOMMAND",
@@ -140,10 +118,10 @@ pub struct CheckArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Checks")]
     pub max_in_flight: u64,
 
-    /// Event-loop threads sharing the checks (one per CPU core, at most 4, by default)
-    #[arg(long, value_name = "N", default_value_t = loops::per_core(),
-          value_parser = clap::value_parser!(u16).range(1..), help_heading = "Checks")]
-    pub loops: u16,
+    /// Event-loop threads sharing the checks [default: one per CPU core, at most 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..),
+          help_heading = "Checks")]
+    pub loops: Option<u16>,
 
     /// Checks per target; 0 checks until interrupted (Ctrl-C, SIGTERM, SIGHUP)
     #[arg(
@@ -197,23 +175,6 @@ pub struct CheckArgs {
         help_heading = "Waiting"
     )]
     pub command: Vec<OsString>,
-}
-
-impl CheckArgs {
-    /// Checks per target, `None` for until interrupted.
-    pub fn count(&self) -> Option<u64> {
-        (self.count > 0).then_some(self.count)
-    }
-
-    /// The time between the starts of two checks of a target: as given, else back to back for
-    /// a count (the original's behaviour) and a second until interrupted (ping's).
-    pub fn interval(&self) -> Duration {
-        self.interval.unwrap_or(if self.count == 0 {
-            Duration::from_secs(1)
-        } else {
-            Duration::ZERO
-        })
-    }
 }
 
 /// The flags of `tcp-checker bench`.
@@ -333,10 +294,10 @@ mod tests {
         let check = cli.check;
         assert_eq!(check.address, ["127.0.0.1:80"]);
         assert_eq!(check.timeout, Duration::from_millis(2000));
-        assert_eq!(check.count(), Some(5));
+        assert_eq!(check.count, 5);
         assert_eq!(check.concurrency, 3);
         assert!(check.verbose);
-        assert_eq!(check.interval(), Duration::ZERO);
+        assert_eq!(check.interval, None);
         assert!(cli.command.is_none());
     }
 
@@ -345,10 +306,11 @@ mod tests {
         let check = parse(&["db:5432"]).check;
         assert_eq!(check.targets, ["db:5432"]);
         assert_eq!(check.timeout, Duration::from_secs(1));
-        assert_eq!(check.count(), Some(1));
+        assert_eq!(check.count, 1);
         assert_eq!(check.concurrency, 1);
         assert_eq!(check.max_in_flight, 4096);
-        assert_eq!(check.interval(), Duration::ZERO);
+        assert_eq!(check.loops, None);
+        assert_eq!(check.interval, None);
         assert_eq!(check.wait, None);
     }
 
@@ -390,20 +352,20 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(
-            parse(&["-i", "2", "x:1"]).check.interval(),
-            Duration::from_secs(2)
+            parse(&["-i", "2", "x:1"]).check.interval,
+            Some(Duration::from_secs(2))
         );
         assert_eq!(
-            parse(&["-i", "0.2", "x:1"]).check.interval(),
-            Duration::from_millis(200)
+            parse(&["-i", "0.2", "x:1"]).check.interval,
+            Some(Duration::from_millis(200))
         );
         assert_eq!(
-            parse(&["-i", "300ms", "x:1"]).check.interval(),
-            Duration::from_millis(300)
+            parse(&["-i", "300ms", "x:1"]).check.interval,
+            Some(Duration::from_millis(300))
         );
         assert_eq!(
-            parse(&["-i", "0", "-n", "0", "x:1"]).check.interval(),
-            Duration::ZERO
+            parse(&["-i", "0", "-n", "0", "x:1"]).check.interval,
+            Some(Duration::ZERO)
         );
         assert_eq!(
             parse(&["--wait", "30", "x:1"]).check.wait,
@@ -423,13 +385,6 @@ mod tests {
         assert!(refused(&["-i", "99999999999999999999999", "x:1"]).contains("too long"));
         assert!(refused(&["--wait", "101y", "x:1"]).contains("too long"));
         assert!(refused(&["-i", "3200000000", "x:1"]).contains("too long"));
-    }
-
-    #[test]
-    fn until_interrupted_checks_every_second_by_default() {
-        let check = parse(&["-n", "0", "x:1"]).check;
-        assert_eq!(check.count(), None);
-        assert_eq!(check.interval(), Duration::from_secs(1));
     }
 
     #[test]

@@ -3,28 +3,33 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::args::CheckArgs;
+use crate::plan::{RunPlan, Task};
 use crate::targets::Spec;
 use crate::unique::Seen;
 
 /// What a run checks and how, as `-v` prints it first.
-pub fn configuration(args: &CheckArgs, arguments: &[Spec], timeout: Duration) -> String {
-    let what = describe(arguments, &args.files);
-    if let Some(wait) = args.wait {
-        return format!(
-            "Waiting up to {wait:?} for {what} to be open, each check's timeout {timeout:?}\n"
-        );
-    }
-    let requests = args
-        .count()
-        .map_or_else(|| "until interrupted".to_owned(), |count| count.to_string());
+pub fn configuration(plan: &RunPlan) -> String {
+    let what = describe(&plan.arguments, &plan.files);
+    let timeout = plan.timeout;
+    let (count, concurrency, interval) = match &plan.task {
+        Task::Wait { within, .. } => {
+            return format!(
+                "Waiting up to {within:?} for {what} to be open, each check's timeout {timeout:?}\n"
+            );
+        }
+        Task::Repeat {
+            count,
+            concurrency,
+            interval,
+        } => (count, concurrency, *interval),
+    };
+    let requests = count.map_or_else(|| "until interrupted".to_owned(), |count| count.to_string());
     let mut text = format!(
         "Checking {what} with the following configurations:\n    Timeout: {timeout:?}\n   \
-         Requests: {requests}\nConcurrency: {}\n",
-        args.concurrency
+         Requests: {requests}\nConcurrency: {concurrency}\n"
     );
-    if args.interval() > Duration::ZERO {
-        text.push_str(&format!("   Interval: {:?}\n", args.interval()));
+    if interval > Duration::ZERO {
+        text.push_str(&format!("   Interval: {interval:?}\n"));
     }
     text
 }

@@ -1,20 +1,18 @@
 //! `tcp-checker bench`: N checks with C in flight through one batch, against an embedded
-//! loopback listener (or a given target), and what they cost.
+//! loopback listener (or a given target), what they cost, and the report of it.
 //!
-//! The loop allocates nothing per check beyond the round-trip vector reserved up front. The
-//! embedded listener counts the connections its application accepts: a half-open check is never
-//! one of them, so any count above zero means final ACKs leaked.
+//! The measurement is shaker-bench's own: its [`Listener`], whose application counts the
+//! connections it accepts (a half-open check is never one of them, so any count above zero means
+//! final ACKs leaked), its engine loop ([`keep_in_flight`]), [`CpuTime`] and [`percentile`].
+//! The loop allocates nothing per check beyond the round-trip vector reserved up front.
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
+use shaker_bench::{CpuTime, Listener, keep_in_flight, percentile};
 use tcp_shaker::{Batch, Checker, Target};
 
 use crate::args::BenchArgs;
@@ -25,32 +23,27 @@ use crate::output::millis;
 use crate::stats::Counts;
 use crate::verdict::Verdict;
 
-/// The embedded listener's accept queue, so that a burst of leaked connections would be counted
-/// rather than dropped.
-const BACKLOG: i32 = 4096;
-/// How long the listener keeps counting after the last check: a leaked ACK leaves on the
-/// client's delayed-ACK timer, up to 200 ms after the SYN-ACK.
-const LATE_ACK_GRACE: Duration = Duration::from_millis(300);
-/// How often the listener's thread looks at its stop flag.
-const LISTENER_POLL_MS: i32 = 50;
-
 /// Runs the benchmark and prints its report; returns the exit status.
 pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
-    let in_flight = checks_in_flight_allowed(args.concurrency) as u64;
+    let in_flight = checks_in_flight_allowed(args.concurrency);
     let listener = match args.target {
-        None => Some(EmbeddedListener::start().context("could not start the embedded listener")?),
+        None => Some(Listener::on_loopback().context("could not start the embedded listener")?),
         Some(_) => None,
     };
     let mut batch = loops::start(&Checker::builder(), args.loops)?;
     let address = match (&listener, &args.target) {
-        (Some(listener), _) => listener.address,
+        (Some(listener), _) => SocketAddr::V4(listener.address()),
         (None, Some(text)) => resolve(&mut batch, text, args.timeout)?,
         (None, None) => bail!("no target and no listener"),
     };
 
     let measured = measure(&mut batch, address, args.count, in_flight, args.timeout)?;
-    let accepted = listener.map(EmbeddedListener::stop);
-    let report = BenchReport::new(args, address, in_flight, measured, accepted);
+    let accepted = listener.map(|listener| {
+        // Past the delayed-ACK window, so that a leaked final ACK is counted.
+        listener.settle();
+        listener.accepted()
+    });
+    let report = BenchReport::new(args, address, in_flight as u64, measured, accepted);
     let mut out = io::stdout().lock();
     if args.json {
         serde_json::to_writer(&mut out, &report)?;
@@ -96,40 +89,36 @@ fn measure(
     batch: &mut Batch,
     address: SocketAddr,
     count: u64,
-    in_flight: u64,
+    in_flight: usize,
     timeout: Duration,
 ) -> anyhow::Result<Measured> {
     let mut rtts = Vec::with_capacity(usize::try_from(count).unwrap_or(usize::MAX));
     let mut counts = Counts::default();
     let mut first_error = None;
-    let cpu_before = CpuTime::now();
-    let start = Instant::now();
-    let mut submitted = 0;
-    while submitted < count.min(in_flight) {
-        batch.submit(submitted, address, timeout)?;
-        submitted += 1;
-    }
-    while let Some(completion) = batch.next() {
-        let verdict = Verdict::of(&completion.result);
-        counts.add(verdict);
-        match (&completion.result, verdict) {
-            (_, Verdict::Open { rtt }) => rtts.push(rtt),
-            (Err(error), _) if first_error.is_none() => first_error = Some(error.to_string()),
-            _ => {}
-        }
-        if submitted < count {
-            batch.submit(submitted, address, timeout)?;
-            submitted += 1;
-        }
-    }
-    let elapsed = start.elapsed();
-    let cpu = CpuTime::now().since(&cpu_before);
+    let cpu_before = CpuTime::of_this_process().context("reading the CPU time used")?;
+    let elapsed = keep_in_flight(
+        batch,
+        count,
+        in_flight,
+        |_| address,
+        timeout,
+        |completion| {
+            let verdict = Verdict::of(&completion.result);
+            counts.add(verdict);
+            match (&completion.result, verdict) {
+                (_, Verdict::Open { rtt }) => rtts.push(rtt),
+                (Err(error), _) if first_error.is_none() => first_error = Some(error.to_string()),
+                _ => {}
+            }
+        },
+    )?;
+    let cpu_after = CpuTime::of_this_process().context("reading the CPU time used")?;
     rtts.sort_unstable();
     Ok(Measured {
         counts,
         rtts,
         elapsed,
-        cpu,
+        cpu: cpu_after.since(&cpu_before),
         first_error,
     })
 }
@@ -192,9 +181,7 @@ impl BenchReport {
             } else {
                 0.0
             },
-            cpu_per_check_us: ((cpu.user + cpu.system).as_secs_f64() * 1e6
-                / counts.sent.max(1) as f64
-                * 100.0)
+            cpu_per_check_us: (cpu.total().as_secs_f64() * 1e6 / counts.sent.max(1) as f64 * 100.0)
                 .round()
                 / 100.0,
             cpu_user_ms: millis(cpu.user),
@@ -274,126 +261,5 @@ impl BenchReport {
                  application's log tells whether it saw the checks)"
             ),
         }
-    }
-}
-
-/// The nearest-rank percentile `p` of sorted `values`.
-fn percentile(values: &[Duration], p: f64) -> Option<Duration> {
-    if values.is_empty() {
-        return None;
-    }
-    let rank = (p / 100.0 * values.len() as f64).ceil() as usize;
-    values.get(rank.clamp(1, values.len()) - 1).copied()
-}
-
-/// CPU time of the whole process (every thread: the checker's loop, the listener's, this one).
-struct CpuTime {
-    user: Duration,
-    system: Duration,
-}
-
-impl CpuTime {
-    fn now() -> CpuTime {
-        // SAFETY: getrusage fills the zeroed struct it is given, and nothing else.
-        let usage = unsafe {
-            let mut usage: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-            usage
-        };
-        let duration = |time: libc::timeval| {
-            Duration::from_secs(time.tv_sec.max(0) as u64)
-                + Duration::from_micros(time.tv_usec.max(0) as u64)
-        };
-        CpuTime {
-            user: duration(usage.ru_utime),
-            system: duration(usage.ru_stime),
-        }
-    }
-
-    fn since(&self, earlier: &CpuTime) -> CpuTime {
-        CpuTime {
-            user: self.user.saturating_sub(earlier.user),
-            system: self.system.saturating_sub(earlier.system),
-        }
-    }
-}
-
-/// A loopback listener whose application accepts and counts connections on a thread of its own.
-struct EmbeddedListener {
-    address: SocketAddr,
-    accepted: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
-impl EmbeddedListener {
-    fn start() -> io::Result<EmbeddedListener> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        // Listening again only changes the backlog (std's is 128).
-        // SAFETY: the descriptor is the listener's own, open for the call.
-        if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        listener.set_nonblocking(true)?;
-        let address = listener.local_addr()?;
-        let accepted = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = thread::Builder::new().name("listener".into()).spawn({
-            let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
-            move || accept_until_stopped(&listener, &accepted, &stop)
-        })?;
-        Ok(EmbeddedListener {
-            address,
-            accepted,
-            stop,
-            thread,
-        })
-    }
-
-    /// Waits out the delayed-ACK window, stops the listener, and returns how many connections
-    /// its application accepted.
-    fn stop(self) -> u64 {
-        thread::sleep(LATE_ACK_GRACE);
-        self.stop.store(true, Ordering::Relaxed);
-        // A panic of the listener's thread leaves the count as it was: nothing to add.
-        let _ = self.thread.join();
-        self.accepted.load(Ordering::Relaxed)
-    }
-}
-
-fn accept_until_stopped(listener: &TcpListener, accepted: &AtomicU64, stop: &AtomicBool) {
-    let mut poll = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        while listener.accept().is_ok() {
-            accepted.fetch_add(1, Ordering::Relaxed);
-        }
-        if stopping {
-            return;
-        }
-        // SAFETY: one pollfd, valid for the call. An error (EINTR) just loops again.
-        unsafe { libc::poll(&mut poll, 1, LISTENER_POLL_MS) };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&values, 50.0), Some(Duration::from_millis(50)));
-        assert_eq!(percentile(&values, 99.0), Some(Duration::from_millis(99)));
-        assert_eq!(percentile(&values, 100.0), Some(Duration::from_millis(100)));
-        assert_eq!(
-            percentile(&values[..1], 90.0),
-            Some(Duration::from_millis(1))
-        );
-        assert_eq!(percentile(&[], 50.0), None);
     }
 }

@@ -1,31 +1,20 @@
-//! A run of checks (no subcommand): checks the binding flags and opens the target files, starts
-//! the checker, chooses the output, then repeats the checks or waits for the targets to open,
-//! and turns what was seen into the exit status.
+//! A run of checks (no subcommand), as its [`RunPlan`] says: starts the checkers (which refuse
+//! an interface that does not exist), opens the target files, chooses the output, then repeats
+//! the checks or waits for the targets to open, and turns what was seen into the exit status.
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
-use std::time::Instant;
 
-use tcp_shaker::Family;
-
-use crate::args::CheckArgs;
 use crate::banner;
-use crate::binding;
 use crate::feed::Feed;
 use crate::interrupt;
-use crate::limits::checks_in_flight_allowed;
 use crate::loops;
 use crate::output::{Console, Human, Json, Output, Quiet, RunKind};
-use crate::report::{CheckLines, Recorder, Settings};
-use crate::schedule::{Mode, Observer, Plan, RunEnd, Scheduler};
+use crate::plan::{OutputFormat, RunPlan, Task};
+use crate::report::{CheckLines, Recorder};
+use crate::schedule::{Observer, RunEnd, Scheduler};
 use crate::stream::TargetStream;
 use crate::target_files::{Layout, TargetFile};
-use crate::targets::{InvalidTarget, Source, Spec, parse_spec};
 use crate::wait;
-
-/// Checks submitted and not yet known to have started, per event loop: about one turn of the
-/// loop (it starts up to 256 connects between two polls), so that none waits longer.
-const START_WINDOW_PER_LOOP: usize = 256;
 
 /// What the process does once a run is over.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,77 +36,64 @@ pub mod status {
     pub const ERROR: u8 = 2;
 }
 
-/// Checks the targets as `args` say.
-pub fn run(args: &CheckArgs) -> anyhow::Result<Ending> {
+/// Checks the targets as `plan` says.
+pub fn run(mut plan: RunPlan) -> anyhow::Result<Ending> {
     let interrupted = interrupt::on_signals()?;
-    let family = family(args);
-    let builder = binding::checker_builder(args)?;
-    let (arguments, refused) = parse_arguments(args, family);
-    let mut files = args
+    let batch = loops::start(&plan.checker, plan.loops)?;
+    let mut files = plan
         .files
         .iter()
         .map(|path| TargetFile::open(path))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let lines = check_lines(args);
-    let output = output_for(args, lines, &arguments, &mut files, family)?;
-    let batch = loops::start(&builder, args.loops)?;
-
-    let settings = Settings {
-        per_target: args.wait.is_some() || args.count() != Some(1),
-        per_address: args.all_addresses,
-        lines,
-        verbose: args.verbose,
-        checks_per_target: args.count().filter(|_| args.wait.is_none()),
-    };
-    let mut recorder = Recorder::new(settings, output, Console::new(progress_allowed(args)));
-    for invalid in &refused {
+    let output = output_for(&plan, &mut files)?;
+    let mut recorder = Recorder::new(plan.recording, output, Console::new(plan.progress));
+    for invalid in &plan.refused {
         recorder.report_invalid_target(invalid)?;
     }
-    let plan = Plan {
-        timeout: args.timeout,
-        family,
-        all_addresses: args.all_addresses,
-        max_in_flight: checks_in_flight_allowed(args.max_in_flight),
-        start_window: START_WINDOW_PER_LOOP.saturating_mul(usize::from(args.loops)),
-        mode: match args.wait {
-            Some(wait) => Mode::UntilOpen {
-                deadline: Instant::now() + wait,
-            },
-            None => Mode::Repeat {
-                count: args.count(),
-                concurrency: args.concurrency,
-                interval: args.interval(),
-            },
-        },
-    };
-    if args.verbose {
-        recorder.note(&banner::configuration(args, &arguments, plan.timeout))?;
+    if plan.recording.verbose {
+        recorder.note(&banner::configuration(&plan))?;
     }
     recorder.idle()?;
-    let stream = TargetStream::new(Feed::start(arguments, files, family)?);
-    let scheduler = Scheduler::new(batch, stream, plan, interrupted);
+    let arguments = std::mem::take(&mut plan.arguments);
+    let stream = TargetStream::new(Feed::start(arguments, files, plan.family)?);
+    let scheduler = Scheduler::new(batch, stream, plan.schedule(), interrupted);
 
-    if args.wait.is_some() {
-        let (end, all_open) = wait::run(scheduler, &mut recorder)?;
-        say_if_nothing_was_checked(&end, &recorder);
-        let failed = recorder.invalid_targets() > 0 || end.input_failed || no_targets(&end);
-        return Ok(match (failed, all_open) {
-            (true, _) => Ending::Exit(status::ERROR),
-            (false, true) if !args.command.is_empty() => Ending::Exec(args.command.clone()),
-            (false, true) => Ending::Exit(status::ALL_OPEN),
-            (false, false) => Ending::Exit(status::NOT_ALL_OPEN),
-        });
+    match plan.task {
+        Task::Wait { then_run, .. } => {
+            let (end, all_open) = wait::run(scheduler, &mut recorder)?;
+            say_if_nothing_was_checked(&end, &recorder);
+            Ok(wait_ending(&recorder, &end, all_open, then_run))
+        }
+        Task::Repeat { count, .. } => {
+            let end = scheduler.run(&mut recorder)?;
+            say_if_nothing_was_checked(&end, &recorder);
+            let planned = match count {
+                Some(count) => u64::try_from(end.targets)
+                    .unwrap_or(u64::MAX)
+                    .saturating_mul(count),
+                None => end.started,
+            };
+            recorder.finish(RunKind::Repeat, &end, planned)?;
+            Ok(Ending::Exit(repeat_status(&recorder, &end)))
+        }
     }
-    let end = scheduler.run(&mut recorder)?;
-    say_if_nothing_was_checked(&end, &recorder);
-    let planned = match args.count() {
-        Some(count) => u64::try_from(end.targets)
-            .unwrap_or(u64::MAX)
-            .saturating_mul(count),
-        None => end.started,
-    };
-    recorder.finish(RunKind::Repeat, &end, planned)?;
-    Ok(Ending::Exit(repeat_status(&recorder, &end)))
+}
+
+/// 2 if some targets were invalid or unread, or there were none; else, if every target became
+/// open, `then_run` in tcp-checker's place (or 0 without one); else 1.
+fn wait_ending(
+    recorder: &Recorder,
+    end: &RunEnd,
+    all_open: bool,
+    then_run: Vec<OsString>,
+) -> Ending {
+    let failed = recorder.invalid_targets() > 0 || end.input_failed || no_targets(end);
+    match (failed, all_open) {
+        (true, _) => Ending::Exit(status::ERROR),
+        (false, true) if !then_run.is_empty() => Ending::Exec(then_run),
+        (false, true) => Ending::Exit(status::ALL_OPEN),
+        (false, false) => Ending::Exit(status::NOT_ALL_OPEN),
+    }
 }
 
 /// Whether the run ended with no target to check, not for an interrupt.
@@ -157,51 +133,26 @@ fn repeat_status(recorder: &Recorder, end: &RunEnd) -> u8 {
     }
 }
 
-/// The specs given as arguments, and those refused.
-fn parse_arguments(args: &CheckArgs, family: Family) -> (Vec<Spec>, Vec<InvalidTarget>) {
-    let mut specs = Vec::new();
-    let mut refused = Vec::new();
-    for spec in args.targets.iter().chain(&args.address) {
-        match parse_spec(spec, family) {
-            Ok(parsed) => specs.push(parsed),
-            Err(reason) => refused.push(InvalidTarget::new(Source::Argument, spec, reason)),
-        }
-    }
-    (specs, refused)
-}
-
-fn family(args: &CheckArgs) -> Family {
-    match (args.ipv4, args.ipv6) {
-        (true, _) => Family::V4,
-        (_, true) => Family::V6,
-        _ => Family::Any,
-    }
-}
-
 /// The output format. Text lays its columns out for the targets known ahead: the arguments,
 /// and regular files, read once ahead for it; a pipe's targets come only once, so with one the
 /// address column starts at its first host name.
-fn output_for(
-    args: &CheckArgs,
-    lines: CheckLines,
-    arguments: &[Spec],
-    files: &mut [TargetFile],
-    family: Family,
-) -> anyhow::Result<Box<dyn Output>> {
-    if args.quiet {
-        return Ok(Box::new(Quiet));
-    }
-    if args.json {
-        return Ok(Box::new(Json));
-    }
+fn output_for(plan: &RunPlan, files: &mut [TargetFile]) -> anyhow::Result<Box<dyn Output>> {
+    let (colour, always_summarise) = match plan.output {
+        OutputFormat::Quiet => return Ok(Box::new(Quiet)),
+        OutputFormat::Json => return Ok(Box::new(Json)),
+        OutputFormat::Text {
+            colour,
+            always_summarise,
+        } => (colour, always_summarise),
+    };
     let mut layout = Layout::default();
-    for spec in arguments {
+    for spec in &plan.arguments {
         layout.add(spec);
     }
     let mut all_known = true;
-    if lines != CheckLines::None {
+    if plan.recording.lines != CheckLines::None {
         for file in files {
-            match file.layout(family)? {
+            match file.layout(plan.family)? {
                 Some(file_layout) => layout.merge(file_layout),
                 None => all_known = false,
             }
@@ -212,33 +163,12 @@ fn output_for(
         (false, true) => Some(false),
         (false, false) => None,
     };
-    let colour = std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     Ok(Box::new(Human::new(
         layout.widest,
         show_addresses,
         colour,
-        args.summary,
+        always_summarise,
     )))
-}
-
-fn check_lines(args: &CheckArgs) -> CheckLines {
-    if args.open {
-        CheckLines::OpenOnly
-    } else if args.summary || (args.wait.is_some() && !args.json) {
-        CheckLines::None
-    } else {
-        CheckLines::All
-    }
-}
-
-/// A progress bar goes to a terminal's stderr, for a run with a planned end and text output.
-fn progress_allowed(args: &CheckArgs) -> bool {
-    !args.quiet
-        && !args.json
-        && args.wait.is_none()
-        && args.count().is_some()
-        && std::io::stderr().is_terminal()
 }
 
 #[cfg(test)]
@@ -249,6 +179,7 @@ mod tests {
     use tcp_shaker::{CheckOptions, Checker, Completion, ErrorKind, Target};
 
     use super::*;
+    use crate::report::Settings;
 
     fn recorder() -> Recorder {
         let settings = Settings {

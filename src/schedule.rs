@@ -6,11 +6,13 @@
 //! once wait in a FIFO ready queue, ahead of new ones; those that must wait for an interval or a
 //! backoff, in a min-heap keyed by the time they are due.
 //!
-//! At most `max_in_flight` checks are in flight, and at most a [`StartWindow`] of them not yet
-//! known to have started, so that a check never queues long for the checker: the checker is fed
-//! as its loops take checks, rather than handed thousands at once. The loop then waits for
-//! results until something is due, or 100 ms at most so that an interrupt is noticed. Each
-//! check costs O(1), plus O(log targets) when it has to wait in the heap.
+//! At most `max_in_flight` checks are in flight, and at most `start_window` of them waiting for
+//! the checkers to start them ([`Batch::waiting_to_start`]), so that a check never queues long
+//! for the checker: the checker is fed as its loops take checks, rather than handed thousands
+//! at once. The loop then waits for results until something is due, or 100 ms at most so that
+//! an interrupt is noticed; while the window is full, [`START_POLL`] at most, since checks
+//! start without a result to say so. Each check costs O(1), plus O(log targets) when it has to
+//! wait in the heap.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -24,10 +26,12 @@ use tcp_shaker::{Batch, CheckOptions, Completion, Family, Target};
 use crate::slots::Slots;
 use crate::stream::{Pull, TargetStream};
 use crate::targets::InvalidTarget;
-use crate::window::StartWindow;
 
 /// The longest the loop waits before it looks at the interrupt flag again.
 const TICK: Duration = Duration::from_millis(100);
+/// The longest the loop waits before it looks again whether the checkers have started checks
+/// of a full start window: well under a turn of a loop.
+const START_POLL: Duration = Duration::from_millis(1);
 /// The first wait before retrying a target that was not open, with `--wait`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// The longest wait between retries with `--wait`.
@@ -44,7 +48,7 @@ pub struct Plan {
     pub family: Family,
     pub all_addresses: bool,
     pub max_in_flight: usize,
-    /// Checks submitted and not known to have started, at most.
+    /// Checks submitted and not yet started by the checkers, at most.
     pub start_window: usize,
     pub mode: Mode,
 }
@@ -149,7 +153,6 @@ pub struct Scheduler<'a> {
     waiting: BinaryHeap<Reverse<(Instant, usize)>>,
     /// By tag: the submission's number, from 1.
     in_flight: HashMap<u64, InFlight>,
-    window: StartWindow,
     last_tag: u64,
     end: RunEnd,
     interrupted: &'a AtomicBool,
@@ -172,7 +175,6 @@ impl<'a> Scheduler<'a> {
             ready: VecDeque::new(),
             waiting: BinaryHeap::new(),
             in_flight: HashMap::new(),
-            window: StartWindow::new(plan.start_window),
             last_tag: 0,
             end: RunEnd::default(),
             interrupted,
@@ -230,10 +232,8 @@ impl<'a> Scheduler<'a> {
             }
         }
         let more_to_start = !self.ready.is_empty() || !self.stream_done;
-        if more_to_start && self.in_flight.len() < self.plan.max_in_flight {
-            if let Some(reopens) = self.window.reopens_at() {
-                wake = wake.min(reopens.max(now));
-            }
+        if more_to_start && self.in_flight.len() < self.plan.max_in_flight && !self.window_open() {
+            wake = wake.min(now + START_POLL);
         }
         wake
     }
@@ -271,18 +271,23 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Whether another check may be submitted now, as far as the run as a whole goes.
-    fn has_room(&mut self, now: Instant) -> bool {
-        self.in_flight.len() < self.plan.max_in_flight && self.window.has_room(now)
+    fn has_room(&self) -> bool {
+        self.in_flight.len() < self.plan.max_in_flight && self.window_open()
+    }
+
+    /// Whether fewer checks than the start window's wait for the checkers to start them.
+    fn window_open(&self) -> bool {
+        self.batch.waiting_to_start() < self.plan.start_window.max(1)
     }
 
     /// Starts what may start: targets ready to check again first, then new targets.
     fn start_ready(&mut self, now: Instant, observer: &mut dyn Observer) -> io::Result<()> {
-        while self.has_room(now) {
+        while self.has_room() {
             if let Some(slot) = self.ready.pop_front() {
                 if let Some(active) = self.active.get_mut(slot) {
                     active.state.queued = false;
                 }
-                while self.may_start_now(slot, now) && self.has_room(now) {
+                while self.may_start_now(slot, now) && self.has_room() {
                     self.start(slot, now, observer)?;
                 }
                 self.requeue(slot, now);
@@ -432,7 +437,6 @@ impl<'a> Scheduler<'a> {
                 submitted: now,
             },
         );
-        self.window.submitted(tag, now);
         match submitted {
             Ok(()) => Ok(()),
             Err(error) => self.complete(
@@ -451,7 +455,6 @@ impl<'a> Scheduler<'a> {
             return Ok(());
         };
         let now = Instant::now();
-        self.window.finished(completion.tag);
         self.end.completed += 1;
         let until_open = matches!(self.plan.mode, Mode::UntilOpen { .. });
         let Some(active) = self.active.get_mut(flight.slot) else {

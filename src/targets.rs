@@ -2,14 +2,13 @@
 //! targets each stands for (expanded one at a time, never all at once), and the report of a
 //! spec refused, with where it came from.
 //!
-//! Host validation is the library's ([`Target::new`]); this module only splits the host from the
-//! port list and checks the list. Reading specs from files is [`crate::target_files`]'s job.
+//! The host and each port are parsed by the library, in its words; this module only expands
+//! port lists and ranges. Reading specs from files is [`crate::target_files`]'s job.
 
 use std::fmt;
-use std::net::Ipv6Addr;
 use std::ops::RangeInclusive;
 
-use tcp_shaker::{CheckError, Family, Host, Target};
+use tcp_shaker::{CheckError, Family, Host, Target, TargetHost};
 
 /// How a spec's host and ports are written, repeated in error messages.
 const SPEC_FORMS: &str = "host:port, [v6]:port, host:80,443 or host:8000-8100";
@@ -148,14 +147,22 @@ impl Iterator for SpecTargets {
 /// The targets a spec stands for, or why the spec is refused; with `-4`/`-6` (`family`), an IP
 /// address of the other family is refused.
 ///
-/// The host is everything before the last `:` (or inside `[ ]` for IPv6), validated by
-/// [`Target::new`]; the port list is comma-separated ports and ranges `a-b` with
-/// `1 <= a <= b <= 65535`.
+/// The host and each port are the library's to parse ([`TargetHost::split`],
+/// [`Target::parse_port`]), so that a spec is refused in the words a single target is; this
+/// function adds what only the command line has: one target per argument or line, and the
+/// port list of comma-separated ports and ranges `a-b` with `a <= b`.
 pub fn parse_spec(spec: &str, family: Family) -> Result<Spec, String> {
-    let (host, ports) = split_host_ports(spec)?;
+    if spec.trim().contains(char::is_whitespace) {
+        return Err(format!(
+            "a target contains no spaces; write one target ({SPEC_FORMS}) per argument or line"
+        ));
+    }
+    let (host, ports) = TargetHost::split(spec).map_err(|error| reason_of(&error))?;
     let ranges = parse_port_list(ports)?;
     let first_port = ranges.first().map_or(1, |range| *range.start());
-    let first = Target::new(host, first_port).map_err(|error| reason_of(&error))?;
+    let first = host
+        .with_port(first_port)
+        .map_err(|error| reason_of(&error))?;
     admit_family(&first, family)?;
     Ok(Spec { first, ranges })
 }
@@ -175,49 +182,10 @@ fn admit_family(target: &Target, family: Family) -> Result<(), String> {
     }
 }
 
-/// Splits `[v6]:ports` or `host:ports` at the last `:`.
-fn split_host_ports(spec: &str) -> Result<(&str, &str), String> {
-    if spec.is_empty() {
-        return Err(format!("the target is empty; write {SPEC_FORMS}"));
-    }
-    if spec.chars().any(char::is_whitespace) {
-        return Err(format!(
-            "a target contains no spaces; write one target ({SPEC_FORMS}) per argument or line"
-        ));
-    }
-    if let Some(rest) = spec.strip_prefix('[') {
-        let Some((inside, after)) = rest.split_once(']') else {
-            return Err("the '[' of an IPv6 address is not closed; write [address]:port".into());
-        };
-        let address = inside
-            .split_once('%')
-            .map_or(inside, |(address, _)| address);
-        if address.parse::<Ipv6Addr>().is_err() {
-            return Err("the text inside [ ] is not an IPv6 address".into());
-        }
-        let Some(ports) = after.strip_prefix(':') else {
-            return Err("a port must follow the bracketed IPv6 address, as in [::1]:80".into());
-        };
-        return Ok((inside, ports));
-    }
-    let Some((host, ports)) = spec.rsplit_once(':') else {
-        return Err(format!("the port is missing; write {SPEC_FORMS}"));
-    };
-    if host.contains(':') {
-        return Err(
-            "an IPv6 address needs brackets around it, as in [::1]:80 or [::1]:80,443".into(),
-        );
-    }
-    if host.is_empty() {
-        return Err(format!("the host is missing; write {SPEC_FORMS}"));
-    }
-    Ok((host, ports))
-}
-
 /// `80`, `80,443`, `8000-8100`, `22,80,8000-8010`: the port ranges, in the order written.
 fn parse_port_list(list: &str) -> Result<Vec<RangeInclusive<u16>>, String> {
-    if list.is_empty() {
-        return Err(format!("the port is missing; write {SPEC_FORMS}"));
+    if !list.contains(',') {
+        return parse_port_item(list).map(|range| vec![range]);
     }
     list.split(',')
         .map(|item| {
@@ -227,37 +195,27 @@ fn parse_port_list(list: &str) -> Result<Vec<RangeInclusive<u16>>, String> {
                     shorten(list)
                 ));
             }
-            match item.split_once('-') {
-                Some((first, last)) => {
-                    let (first, last) = (parse_port(first)?, parse_port(last)?);
-                    if first > last {
-                        return Err(format!(
-                            "the port range {item} goes backwards; write {last}-{first}"
-                        ));
-                    }
-                    Ok(first..=last)
-                }
-                None => parse_port(item).map(|port| port..=port),
-            }
+            parse_port_item(item)
         })
         .collect()
 }
 
-fn parse_port(text: &str) -> Result<u16, String> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+/// A port, or a range of ports `first-last`.
+fn parse_port_item(item: &str) -> Result<RangeInclusive<u16>, String> {
+    let Some((first, last)) = item.split_once('-') else {
+        return parse_port(item).map(|port| port..=port);
+    };
+    let (first, last) = (parse_port(first)?, parse_port(last)?);
+    if first > last {
         return Err(format!(
-            "{:?} is not a port; ports are numbers from 1 to 65535",
-            shorten(text)
+            "the port range {item} goes backwards; write {last}-{first}"
         ));
     }
-    match text.parse::<u16>() {
-        Ok(0) => Err("port 0 cannot be checked; ports go from 1 to 65535".into()),
-        Ok(port) => Ok(port),
-        Err(_) => Err(format!(
-            "port {} is out of range; ports go from 1 to 65535",
-            shorten(text)
-        )),
-    }
+    Ok(first..=last)
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    Target::parse_port(text).map_err(|error| reason_of(&error))
 }
 
 /// The reason the library gives, without its `invalid target "host:port": ` headline (the spec
@@ -325,13 +283,13 @@ mod tests {
         assert!(refusal(":80").contains("host is missing"));
         assert!(refusal("db:0").contains("port 0"));
         assert!(refusal("db:65536").contains("out of range"));
-        assert!(refusal("db:http").contains("not a port"));
-        assert!(refusal("db:+80").contains("not a port"));
+        assert!(refusal("db:http").contains("not a number"));
+        assert!(refusal("db:+80").contains("not a number"));
         assert!(refusal("db:80,").contains("empty entry"));
         assert!(refusal("db:,80").contains("empty entry"));
         assert!(refusal("db:90-80").contains("write 80-90"));
-        assert!(refusal("db:80-").contains("not a port"));
-        assert!(refusal("db:1-2-3").contains("not a port"));
+        assert!(refusal("db:80-").contains("port is missing"));
+        assert!(refusal("db:1-2-3").contains("not a number"));
         assert!(refusal("db:0-5").contains("port 0"));
         assert!(refusal("::1:80").contains("brackets"));
         assert!(refusal("::1").contains("brackets"));
@@ -340,6 +298,7 @@ mod tests {
         assert!(refusal("[::1]80").contains("port must follow"));
         assert!(refusal("[127.0.0.1]:80").contains("not an IPv6"));
         assert!(refusal("db:80 cache:6379").contains("no spaces"));
+        assert!(refusal(" db:80").contains("leading or trailing spaces"));
         assert!(refusal("exa_mple!:80").contains("neither an IP"));
         assert_eq!(
             refusal("999.1.1.1:80"),
@@ -399,22 +358,16 @@ mod tests {
         assert_eq!(line.to_string(), "targets.txt:5: \"bad line\": why");
     }
 
-    /// A host as a user writes it in a spec, and as `Target::new` takes it.
-    fn host() -> impl Strategy<Value = (String, String)> {
+    /// A host as a user writes it before the ports: an IPv4 address, an IPv6 one in brackets
+    /// (some with a numeric zone), or a host name.
+    fn host() -> impl Strategy<Value = String> {
         let label = "[a-z]([a-z0-9-]{0,10}[a-z0-9])?";
         prop_oneof![
-            any::<[u8; 4]>().prop_map(|o| {
-                let ip = std::net::Ipv4Addr::from(o).to_string();
-                (ip.clone(), ip)
-            }),
-            any::<[u16; 8]>().prop_map(|s| {
-                let ip = Ipv6Addr::from(s).to_string();
-                (format!("[{ip}]"), ip)
-            }),
-            proptest::collection::vec(label, 1..4).prop_map(|labels| {
-                let name = labels.join(".");
-                (name.clone(), name)
-            }),
+            any::<[u8; 4]>().prop_map(|o| std::net::Ipv4Addr::from(o).to_string()),
+            any::<[u16; 8]>().prop_map(|s| format!("[{}]", std::net::Ipv6Addr::from(s))),
+            (any::<[u16; 8]>(), 1u32..100)
+                .prop_map(|(s, zone)| format!("[{}%{zone}]", std::net::Ipv6Addr::from(s))),
+            proptest::collection::vec(label, 1..4).prop_map(|labels| labels.join(".")),
         ]
     }
 
@@ -437,9 +390,25 @@ mod tests {
             let _ = parse_spec(&text, Family::Any);
         }
 
+        /// Text without a port list or range is one target: the command line takes what the
+        /// library takes, and refuses the rest in the library's words.
+        #[test]
+        fn a_single_target_is_parsed_as_the_library_parses_it(
+            text in "[\\[\\]0-9a-z:.%_]{0,24}",
+        ) {
+            match text.parse::<Target>() {
+                Ok(target) => prop_assert_eq!(expand(&text), Ok(vec![target])),
+                Err(error) => prop_assert_eq!(
+                    expand(&text).map(|_| ()),
+                    Err(reason_of(&error)),
+                    "{:?}", text
+                ),
+            }
+        }
+
         #[test]
         fn accepted_specs_round_trip(
-            (written, bare) in host(),
+            written in host(),
             items in proptest::collection::vec(port_item(), 1..5),
         ) {
             let ports: Vec<String> = items
@@ -459,7 +428,7 @@ mod tests {
             let expected: Vec<Target> = items
                 .iter()
                 .flat_map(|&(first, last)| first..=last)
-                .map(|port| Target::new(&bare, port).unwrap())
+                .map(|port| format!("{written}:{port}").parse().unwrap())
                 .collect();
             prop_assert_eq!(&parsed, &expected);
             let parsed_spec = parse_spec(&spec, Family::Any).unwrap();

@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use tcp_shaker::{Completion, Target};
@@ -121,16 +122,16 @@ pub fn run(scheduler: Scheduler, recorder: &mut Recorder) -> io::Result<(RunEnd,
     Ok((end, all_open))
 }
 
-/// Runs `command` in place of tcp-checker: on Unix it replaces this process and returns only
-/// if it could not be started, with the status a shell gives then (127: not found, 126: not
-/// runnable); elsewhere it returns the command's exit status.
+/// Runs `command` in place of tcp-checker: it replaces this process (`exec`), and this returns
+/// only if it could not be started, with the status a shell gives then (127: not found, 126:
+/// not runnable).
 pub fn run_command(command: &[OsString]) -> u8 {
     let Some((program, arguments)) = command.split_first() else {
         return 127;
     };
     let mut process = std::process::Command::new(program);
     process.args(arguments);
-    let error = spawn_in_place(&mut process);
+    let error = process.exec();
     eprintln!(
         "tcp-checker: could not run {}: {error}",
         program.to_string_lossy()
@@ -139,19 +140,5 @@ pub fn run_command(command: &[OsString]) -> u8 {
         127
     } else {
         126
-    }
-}
-
-#[cfg(unix)]
-fn spawn_in_place(process: &mut std::process::Command) -> io::Error {
-    use std::os::unix::process::CommandExt;
-    process.exec()
-}
-
-#[cfg(not(unix))]
-fn spawn_in_place(process: &mut std::process::Command) -> io::Error {
-    match process.status() {
-        Ok(status) => std::process::exit(status.code().unwrap_or(1)),
-        Err(error) => error,
     }
 }

@@ -5,9 +5,7 @@
 //! The scans use a loopback address of their own (127.x.y.z, not 127.0.0.1) so that the
 //! listeners of tests running beside them, some silent on purpose, are not in the way.
 
-mod common;
-
-use common::{json_lines, tcp_checker};
+use crate::common::{json_lines, tcp_checker};
 
 /// A loopback address other than 127.0.0.1, varied by process.
 fn loopback_host() -> String {

@@ -2,11 +2,11 @@
 //! printed, the status that of what was seen; checks in flight then are reported as
 //! interrupted.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{SilentPort, check_line, json_lines, listener, signal_after, spawn_checker, stdout};
+use crate::common::{
+    SilentPort, check_line, json_lines, listener, signal_after, spawn_checker, stdout,
+};
 
 #[test]
 fn sigterm_and_sighup_end_a_run_as_ctrl_c_does() {

@@ -2,12 +2,10 @@
 //! arguments and files alike, keeping nothing per target but a bit to check each once; a run
 //! that needs statistics per target keeps a few hundred bytes each.
 
-mod common;
-
 use std::fs::File;
 use std::process::{Command, Stdio};
 
-use common::TempFile;
+use crate::common::TempFile;
 
 /// The bound, in KiB: the checker's tables and a few thousand checks in flight fit in a few
 /// MiB; holding anything per target for 262 140 targets (before: 227 MB) cannot.

@@ -1,11 +1,9 @@
 //! What each output mode prints: human lines, --open, --summary, --quiet, --json and its schema,
 //! -v, colour, help; and the exit codes that go with them.
 
-mod common;
-
 use std::net::TcpListener;
 
-use common::{
+use crate::common::{
     BoundSocket, SilentPort, assert_field, assert_fields, check_line, consecutive_ports,
     json_lines, listener, stderr, stdout, tcp_checker,
 };

@@ -1,12 +1,12 @@
 //! Repeated checks: -n with statistics, -i, -c, --max-in-flight, and -n 0 ended by Ctrl-C.
 
-mod common;
-
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use common::{BoundSocket, json_lines, listener, signal_after, spawn_checker, stdout, tcp_checker};
+use crate::common::{
+    BoundSocket, json_lines, listener, signal_after, spawn_checker, stdout, tcp_checker,
+};
 
 #[test]
 fn repeated_checks_print_statistics_per_target() {

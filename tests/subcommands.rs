@@ -1,11 +1,11 @@
 //! The subcommands: bench (with its embedded listener and with a target), completions, man.
 
-mod common;
-
 use std::thread;
 use std::time::Duration;
 
-use common::{BoundSocket, assert_field, json_lines, stdout, tcp_checker};
+use std::process::Command;
+
+use crate::common::{BoundSocket, TempFile, assert_field, json_lines, stderr, stdout, tcp_checker};
 
 #[test]
 fn bench_against_its_embedded_listener_is_never_noticed() {
@@ -118,7 +118,7 @@ fn bench_of_a_given_target_cannot_count_accepted_connections() {
 }
 
 #[test]
-fn completions_and_the_man_page_are_generated() {
+fn completions_are_generated_for_every_shell() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let output = tcp_checker().args(["completions", shell]).output().unwrap();
         assert_eq!(output.status.code(), Some(0), "{shell}");
@@ -126,14 +126,156 @@ fn completions_and_the_man_page_are_generated() {
         assert!(script.contains("tcp-checker"), "{shell}: {script}");
         assert!(script.contains("all-addresses"), "{shell}: {script}");
     }
-    let output = tcp_checker().arg("man").output().unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    let page = stdout(&output);
-    assert!(page.contains(".TH tcp-checker"), "{page}");
-    assert!(page.contains("\\-\\-wait"), "{page}");
     let output = tcp_checker()
         .args(["completions", "tcsh"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// What bash offers for the words `line` (the last one being completed), with tcp-checker's
+/// completion script sourced.
+fn bash_completes(line: &[&str]) -> Vec<String> {
+    let script = stdout(
+        &tcp_checker()
+            .args(["completions", "bash"])
+            .output()
+            .unwrap(),
+    );
+    let file = TempFile::new("completion.bash", &script);
+    let function = script
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("complete -F "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the script registers a function");
+    let words = line
+        .iter()
+        .map(|word| format!("'{word}'"))
+        .collect::<Vec<_>>();
+    let current = line.len() - 1;
+    let previous = if current > 0 { line[current - 1] } else { "" };
+    let program = format!(
+        "source '{}'\nCOMP_WORDS=({})\nCOMP_CWORD={current}\n{function} tcp-checker '{}' '{previous}'\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.path().display(),
+        words.join(" "),
+        line[current],
+    );
+    let output = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &program])
+        .output()
+        .expect("bash runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn bash_completes_the_flags_of_subcommands_and_of_checks() {
+    let bench = bash_completes(&["tcp-checker", "bench", "--"]);
+    for flag in ["--count", "--concurrency", "--timeout", "--loops", "--json"] {
+        assert!(
+            bench.iter().any(|word| word == flag),
+            "{flag} not in {bench:?}"
+        );
+    }
+    assert!(!bench.iter().any(|word| word == "--wait"), "{bench:?}");
+    let checks = bash_completes(&["tcp-checker", "--al"]);
+    assert_eq!(checks, ["--all-addresses"]);
+    let subcommands = bash_completes(&["tcp-checker", "be"]);
+    assert_eq!(subcommands, ["bench"]);
+    let shells = bash_completes(&["tcp-checker", "completions", "fi"]);
+    assert_eq!(shells, ["fish"]);
+}
+
+/// The manual page as roff, and its section headings.
+fn manual_page() -> (String, Vec<String>) {
+    let output = tcp_checker().arg("man").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let page = stdout(&output);
+    let sections = page
+        .lines()
+        .filter_map(|line| line.strip_prefix(".SH "))
+        .map(|heading| heading.trim_matches('"').to_owned())
+        .collect();
+    (page, sections)
+}
+
+#[test]
+fn the_manual_page_has_its_sections_in_order() {
+    let (page, sections) = manual_page();
+    assert!(page.starts_with(".ie \\n(.g .ds Aq"), "{page}");
+    assert_eq!(page.matches(".ds Aq \\(aq").count(), 1, "one preamble");
+    assert!(page.contains(".TH tcp-checker 1"), "{page}");
+    let expected = [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "TARGETS",
+        "CHECKS",
+        "REPEAT",
+        "OUTPUT",
+        "WAITING",
+        "SUBCOMMANDS",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "JSON OUTPUT",
+        "EXAMPLES",
+        "VERSION",
+    ];
+    assert_eq!(sections, expected);
+    assert!(!sections.iter().any(|section| section == "EXTRA"));
+}
+
+#[test]
+fn the_manual_page_names_every_option_with_its_placeholder_and_refers_to_no_other_page() {
+    let (page, _) = manual_page();
+    for option in [
+        "\\fB\\-a\\fR, \\fB\\-\\-address\\fR \\fI<ADDR>\\fR",
+        "\\fB\\-f\\fR, \\fB\\-\\-file\\fR \\fI<FILE>\\fR",
+        "\\fB\\-t\\fR, \\fB\\-\\-timeout\\fR \\fI<TIME>\\fR",
+        "\\fB\\-\\-wait\\fR \\fI<TIME>\\fR",
+        "\\fB\\-n\\fR, \\fB\\-\\-count\\fR \\fI<N>\\fR",
+    ] {
+        assert!(page.contains(option), "{option} missing from\n{page}");
+    }
+    for synopsis in ["[\\-a ADDR]...", "[\\-f FILE]...", "\\-\\-wait TIME"] {
+        assert!(
+            page.contains(synopsis),
+            "{synopsis} missing from the synopsis\n{page}"
+        );
+    }
+    assert!(
+        !page.contains("(1)"),
+        "a reference to another page:\n{page}"
+    );
+    assert!(
+        !page.contains("[default: 2]") && !page.contains("[default: 4]"),
+        "{page}"
+    );
+    for (section, words) in [
+        ("EXIT STATUS", "\\fB2\\fR"),
+        ("ENVIRONMENT", "\\fBNO_COLOR\\fR"),
+        ("JSON OUTPUT", "\\fBcheck\\fR"),
+        (
+            "EXAMPLES",
+            "tcp\\-checker \\-\\-wait 30s db:5432 \\-\\- ./start.sh",
+        ),
+    ] {
+        let start = page
+            .find(&format!(".SH \"{section}\""))
+            .or_else(|| page.find(&format!(".SH {section}")));
+        let Some(start) = start else {
+            panic!("no {section} section in\n{page}");
+        };
+        assert!(page[start..].contains(words), "{words} not in {section}");
+    }
+    for field in [
+        "error_kind",
+        "longest_down_streak",
+        "last_outcome",
+        "after_ms",
+    ] {
+        assert!(page.contains(field), "{field} missing from the JSON fields");
+    }
 }

@@ -1,9 +1,7 @@
 //! Where targets come from and how they are written: arguments, -a, files, stdin, port lists and
 //! ranges, address families, every address of a name, source address and interface.
 
-mod common;
-
-use common::{
+use crate::common::{
     BoundSocket, Reaped, TempFile, assert_field, check_line, consecutive_ports, json_lines,
     listener, stderr, stdout, tcp_checker,
 };

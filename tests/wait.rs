@@ -1,12 +1,10 @@
 //! --wait: retry until open or out of time, then optionally run a command in tcp-checker's place.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     BoundSocket, TempFile, assert_field, assert_fields, json_lines, listener, stderr, stdout,
     tcp_checker,
 };

@@ -5,6 +5,8 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anstyle::{AnsiColor, Style};
+
 use super::{CheckEvent, InterruptedEvent, Output, RunKind, Summary, TargetSummary, WaitEvent};
 use crate::targets::InvalidTarget;
 use crate::verdict::Verdict;
@@ -67,10 +69,11 @@ impl Human {
         Ok(())
     }
 
-    /// The outcome column: `name` coloured as `colour` (an SGR code) on a terminal.
-    fn outcome(&self, out: &mut dyn Write, name: &str, colour: &str) -> io::Result<()> {
+    /// The outcome column: `name` in `colour` when colour is on.
+    fn outcome(&self, out: &mut dyn Write, name: &str, colour: AnsiColor) -> io::Result<()> {
         if self.colour {
-            write!(out, "\x1b[{colour}m{name}\x1b[0m")?;
+            let style = Style::new().fg_color(Some(colour.into()));
+            write!(out, "{style}{name}{style:#}")?;
         } else {
             out.write_all(name.as_bytes())?;
         }
@@ -118,9 +121,9 @@ impl Output for Human {
     fn check(&mut self, out: &mut dyn Write, check: &CheckEvent) -> io::Result<()> {
         self.target_columns(out, check.target, check.by_name, check.address())?;
         let colour = match check.verdict {
-            Verdict::Open { .. } => "32",
-            Verdict::TimedOut => "33",
-            Verdict::Closed | Verdict::Unreachable | Verdict::Error => "31",
+            Verdict::Open { .. } => AnsiColor::Green,
+            Verdict::TimedOut => AnsiColor::Yellow,
+            Verdict::Closed | Verdict::Unreachable | Verdict::Error => AnsiColor::Red,
         };
         let name = if check.timed_out_resolving() {
             "timed out (resolving)"
@@ -137,7 +140,7 @@ impl Output for Human {
 
     fn interrupted(&mut self, out: &mut dyn Write, check: &InterruptedEvent) -> io::Result<()> {
         self.target_columns(out, check.target, check.by_name, check.address)?;
-        self.outcome(out, "interrupted", "33")?;
+        self.outcome(out, "interrupted", AnsiColor::Yellow)?;
         writeln!(out, "  {}", format_millis(check.ran_for))
     }
 

@@ -1,8 +1,4 @@
 //! Helpers for driving the built `tcp-checker` against loopback sockets the tests own.
-#![allow(
-    dead_code,
-    reason = "each test binary uses its own share of the helpers"
-)]
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
