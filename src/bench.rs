@@ -172,16 +172,16 @@ impl BenchReport {
             kind: "bench",
             target,
             embedded_listener: args.target.is_none(),
-            checks: counts.sent,
+            checks: counts.finished,
             concurrency,
             timeout_ms: millis(args.timeout),
             elapsed_ms: millis(elapsed),
             checks_per_second: if seconds > 0.0 {
-                (counts.sent as f64 / seconds).round()
+                (counts.finished as f64 / seconds).round()
             } else {
                 0.0
             },
-            cpu_per_check_us: (cpu.total().as_secs_f64() * 1e6 / counts.sent.max(1) as f64 * 100.0)
+            cpu_per_check_us: (cpu.total().as_secs_f64() * 1e6 / counts.finished.max(1) as f64 * 100.0)
                 .round()
                 / 100.0,
             cpu_user_ms: millis(cpu.user),

@@ -126,7 +126,7 @@ fn repeat_status(recorder: &Recorder, end: &RunEnd) -> u8 {
         || recorder.checker_failures() > 0
     {
         status::ERROR
-    } else if totals.sent > 0 && totals.open == totals.sent {
+    } else if totals.finished > 0 && totals.open == totals.finished {
         status::ALL_OPEN
     } else {
         status::NOT_ALL_OPEN

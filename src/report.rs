@@ -115,7 +115,7 @@ impl Recorder {
         let seq = match &mut self.stats {
             Some(stats) => stats
                 .add(number, address, verdict)
-                .map_or(1, |stats| stats.counts.sent),
+                .map_or(1, |stats| stats.counts.finished),
             None => 1,
         };
         let name = target.to_string();
@@ -169,7 +169,7 @@ impl Recorder {
             .stats
             .iter()
             .flat_map(StatsTable::entries)
-            .filter(|(_, _, stats)| stats.counts.sent > 1 && (stats.counts.open > 0 || !open_only))
+            .filter(|(_, _, stats)| stats.counts.finished > 1 && (stats.counts.open > 0 || !open_only))
             .map(|(target, address, stats)| TargetSummary {
                 target: target.to_string(),
                 address,
@@ -179,7 +179,7 @@ impl Recorder {
         let summary = Summary {
             kind,
             totals: self.totals,
-            planned: planned_checks.saturating_sub(end.completed) + self.totals.sent,
+            planned: planned_checks.saturating_sub(end.completed) + self.totals.finished,
             invalid_targets: self.invalid_targets,
             elapsed: end.elapsed,
             interrupted: end.interrupted,

@@ -14,7 +14,8 @@ use crate::verdict::Verdict;
 /// How many checks ended each way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
-    pub sent: u64,
+    /// Checks that finished, whatever their outcome (shown as "sent", the original's word).
+    pub finished: u64,
     pub open: u64,
     pub closed: u64,
     pub timed_out: u64,
@@ -25,7 +26,7 @@ pub struct Counts {
 impl Counts {
     /// Counts one more check.
     pub fn add(&mut self, verdict: Verdict) {
-        self.sent += 1;
+        self.finished += 1;
         match verdict {
             Verdict::Open { .. } => self.open += 1,
             Verdict::Closed => self.closed += 1,
@@ -37,10 +38,10 @@ impl Counts {
 
     /// The share of checks that did not find the port open, in percent (0 with no checks).
     pub fn loss_percent(&self) -> f64 {
-        if self.sent == 0 {
+        if self.finished == 0 {
             return 0.0;
         }
-        (self.sent - self.open) as f64 * 100.0 / self.sent as f64
+        (self.finished - self.open) as f64 * 100.0 / self.finished as f64
     }
 }
 
@@ -183,7 +184,7 @@ impl StatsTable {
         let finished = target
             .by_address
             .iter()
-            .map(|(_, stats)| stats.counts.sent)
+            .map(|(_, stats)| stats.counts.finished)
             .max()
             .unwrap_or(0);
         finished + target.interrupted
@@ -229,7 +230,7 @@ mod tests {
         }
         let counts = stats.counts;
         assert_eq!(
-            (counts.sent, counts.open, counts.closed, counts.timed_out),
+            (counts.finished, counts.open, counts.closed, counts.timed_out),
             (10, 6, 1, 1)
         );
         assert_eq!((counts.unreachable, counts.errors), (1, 1));
@@ -259,7 +260,7 @@ mod tests {
         merged.add_target(0, &target);
         merged.add(0, Some(a), open(1));
         assert_eq!(
-            merged.add(0, Some(b), Verdict::Closed).unwrap().counts.sent,
+            merged.add(0, Some(b), Verdict::Closed).unwrap().counts.finished,
             2
         );
         assert!(merged.add(1, Some(a), open(1)).is_none(), "no target 1");
@@ -269,7 +270,7 @@ mod tests {
         apart.add_target(1, &target);
         apart.add(1, Some(a), open(1));
         assert_eq!(
-            apart.add(1, Some(b), Verdict::Closed).unwrap().counts.sent,
+            apart.add(1, Some(b), Verdict::Closed).unwrap().counts.finished,
             1
         );
         let entries: Vec<_> = apart.entries().map(|(_, addr, _)| addr).collect();

@@ -90,7 +90,7 @@ impl Human {
         writeln!(
             out,
             "{} sent, {} open, {} closed, {} timed out, {} unreachable, {} errors, {:.1}% loss",
-            counts.sent,
+            counts.finished,
             counts.open,
             counts.closed,
             counts.timed_out,
@@ -190,7 +190,7 @@ impl Output for Human {
 
     fn summary(&mut self, out: &mut dyn Write, summary: &Summary) -> io::Result<()> {
         let totals = &summary.totals;
-        let checks = totals.sent + summary.interrupted_checks;
+        let checks = totals.finished + summary.interrupted_checks;
         let worth_it = checks > 1 || summary.interrupted || self.always_summarise;
         if summary.kind == RunKind::Wait || !worth_it || summary.planned == 0 {
             return Ok(());
@@ -201,7 +201,7 @@ impl Output for Human {
         writeln!(
             out,
             "Finished {}/{} checks in {:?}",
-            totals.sent, summary.planned, summary.elapsed
+            totals.finished, summary.planned, summary.elapsed
         )?;
         writeln!(out, "  Succeed: {}", totals.open)?;
         writeln!(

@@ -242,7 +242,7 @@ impl Output for Json {
                 TargetObject {
                     target: &entry.target,
                     address: entry.address,
-                    sent: counts.sent,
+                    sent: counts.finished,
                     open: counts.open,
                     closed: counts.closed,
                     timed_out: counts.timed_out,
@@ -266,7 +266,7 @@ impl Output for Json {
                     RunKind::Repeat => "repeat",
                     RunKind::Wait => "wait",
                 },
-                checks: totals.sent,
+                checks: totals.finished,
                 planned: summary.planned,
                 open: totals.open,
                 closed: totals.closed,
