@@ -181,7 +181,8 @@ impl BenchReport {
             } else {
                 0.0
             },
-            cpu_per_check_us: (cpu.total().as_secs_f64() * 1e6 / counts.finished.max(1) as f64 * 100.0)
+            cpu_per_check_us: (cpu.total().as_secs_f64() * 1e6 / counts.finished.max(1) as f64
+                * 100.0)
                 .round()
                 / 100.0,
             cpu_user_ms: millis(cpu.user),

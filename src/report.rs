@@ -169,7 +169,9 @@ impl Recorder {
             .stats
             .iter()
             .flat_map(StatsTable::entries)
-            .filter(|(_, _, stats)| stats.counts.finished > 1 && (stats.counts.open > 0 || !open_only))
+            .filter(|(_, _, stats)| {
+                stats.counts.finished > 1 && (stats.counts.open > 0 || !open_only)
+            })
             .map(|(target, address, stats)| TargetSummary {
                 target: target.to_string(),
                 address,

@@ -230,7 +230,12 @@ mod tests {
         }
         let counts = stats.counts;
         assert_eq!(
-            (counts.finished, counts.open, counts.closed, counts.timed_out),
+            (
+                counts.finished,
+                counts.open,
+                counts.closed,
+                counts.timed_out
+            ),
             (10, 6, 1, 1)
         );
         assert_eq!((counts.unreachable, counts.errors), (1, 1));
@@ -260,7 +265,11 @@ mod tests {
         merged.add_target(0, &target);
         merged.add(0, Some(a), open(1));
         assert_eq!(
-            merged.add(0, Some(b), Verdict::Closed).unwrap().counts.finished,
+            merged
+                .add(0, Some(b), Verdict::Closed)
+                .unwrap()
+                .counts
+                .finished,
             2
         );
         assert!(merged.add(1, Some(a), open(1)).is_none(), "no target 1");
@@ -270,7 +279,11 @@ mod tests {
         apart.add_target(1, &target);
         apart.add(1, Some(a), open(1));
         assert_eq!(
-            apart.add(1, Some(b), Verdict::Closed).unwrap().counts.finished,
+            apart
+                .add(1, Some(b), Verdict::Closed)
+                .unwrap()
+                .counts
+                .finished,
             1
         );
         let entries: Vec<_> = apart.entries().map(|(_, addr, _)| addr).collect();

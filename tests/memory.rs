@@ -11,6 +11,26 @@ use crate::common::TempFile;
 /// MiB; holding anything per target for 262 140 targets (before: 227 MB) cannot.
 const PEAK_LIMIT_KIB: i64 = 40 * 1024;
 
+/// Runs tcp-checker with the arguments `arguments` adds, its output thrown away and its stderr
+/// kept in a file named after `name`; returns its exit status, peak memory (KiB) and stderr.
+fn run_quietly_measured(
+    name: &str,
+    arguments: impl FnOnce(&mut Command) -> &mut Command,
+) -> (Option<i32>, i64, String) {
+    let errors = TempFile::new(&format!("{name}.err"), "");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcp-checker"));
+    arguments(&mut command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(errors.path()).unwrap());
+    let (code, peak_kib) = run_measured(&mut command);
+    (
+        code,
+        peak_kib,
+        std::fs::read_to_string(errors.path()).unwrap(),
+    )
+}
+
 /// Runs `command` to its end; returns its exit status and its peak resident memory in KiB,
 /// as the kernel counted it (`wait4`).
 #[allow(
@@ -37,23 +57,16 @@ fn a_single_pass_over_four_hosts_of_every_port_peaks_under_40_mib() {
         .flat_map(|host| (1..=65535).map(move |port| format!("127.0.0.{host}:{port}\n")))
         .collect();
     let file = TempFile::new("four-hosts.txt", &lines);
-    let errors = TempFile::new("four-hosts.err", "");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcp-checker"));
-    command
-        .args([
-            "-q",
-            "-t",
-            "1s",
-            "127.0.0.1:1-65535",
-            "127.0.0.2:1-65535",
-            "-f",
-        ])
-        .arg(file.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(errors.path()).unwrap());
-    let (code, peak_kib) = run_measured(&mut command);
-    let stderr = std::fs::read_to_string(errors.path()).unwrap();
+    let args = [
+        "-q",
+        "-t",
+        "1s",
+        "127.0.0.1:1-65535",
+        "127.0.0.2:1-65535",
+        "-f",
+    ];
+    let (code, peak_kib, stderr) =
+        run_quietly_measured("four-hosts", |command| command.args(args).arg(file.path()));
     assert_eq!(code, Some(1), "closed ports make it 1: {stderr}");
     assert!(
         peak_kib < PEAK_LIMIT_KIB,
@@ -66,23 +79,16 @@ fn a_repeated_run_keeps_a_few_hundred_bytes_per_target() {
     // Statistics need state per target: -n 2 keeps it, a few hundred bytes each.
     const TARGETS: i64 = 2 * 65535;
     const BYTES_PER_TARGET: i64 = 400;
-    let errors = TempFile::new("repeated.err", "");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcp-checker"));
-    command
-        .args([
-            "-q",
-            "-n",
-            "2",
-            "-t",
-            "1s",
-            "127.0.0.1:1-65535",
-            "127.0.0.2:1-65535",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(errors.path()).unwrap());
-    let (code, peak_kib) = run_measured(&mut command);
-    let stderr = std::fs::read_to_string(errors.path()).unwrap();
+    let args = [
+        "-q",
+        "-n",
+        "2",
+        "-t",
+        "1s",
+        "127.0.0.1:1-65535",
+        "127.0.0.2:1-65535",
+    ];
+    let (code, peak_kib, stderr) = run_quietly_measured("repeated", |command| command.args(args));
     assert_eq!(code, Some(1), "closed ports make it 1: {stderr}");
     let baseline_kib = 16 * 1024;
     let limit_kib = baseline_kib + TARGETS * BYTES_PER_TARGET / 1024;

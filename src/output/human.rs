@@ -236,7 +236,6 @@ fn plural(count: u64, noun: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
     use std::time::SystemTime;
 
     use tcp_shaker::{CheckError, Checker, Report, Target};
@@ -310,14 +309,7 @@ mod tests {
 
     #[test]
     fn a_timeout_while_resolving_says_so() {
-        let checker = Checker::builder()
-            .resolver(|_: &str| -> io::Result<Vec<IpAddr>> {
-                std::thread::sleep(Duration::from_millis(500));
-                Ok(vec![IpAddr::from([127, 0, 0, 1])])
-            })
-            .spawn()
-            .unwrap();
-        let result = checker.check("slow.test:80", Duration::from_millis(50));
+        let result = super::super::timed_out_while_resolving();
         let check = CheckEvent {
             by_name: true,
             ..event("slow.test:80", &result)

@@ -285,24 +285,15 @@ impl Output for Json {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
-    use std::time::{Duration, SystemTime};
+    use std::time::SystemTime;
 
     use serde_json::Value;
-    use tcp_shaker::Checker;
 
     use super::*;
 
     #[test]
     fn a_timeout_while_resolving_has_the_resolve_phase_and_its_dns_time() {
-        let checker = Checker::builder()
-            .resolver(|_: &str| -> io::Result<Vec<IpAddr>> {
-                std::thread::sleep(Duration::from_millis(500));
-                Ok(vec![IpAddr::from([127, 0, 0, 1])])
-            })
-            .spawn()
-            .unwrap();
-        let result = checker.check("slow.test:80", Duration::from_millis(50));
+        let result = super::super::timed_out_while_resolving();
         let check = CheckEvent {
             target: "slow.test:80",
             by_name: true,

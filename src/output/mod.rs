@@ -167,3 +167,17 @@ impl Output for Quiet {
 pub fn millis(duration: Duration) -> f64 {
     (duration.as_nanos() as f64 / 1000.0).round() / 1000.0
 }
+
+/// A check of `slow.test:80` whose timeout passed while its name was being resolved, for the
+/// writers' tests.
+#[cfg(test)]
+pub fn timed_out_while_resolving() -> Result<tcp_shaker::Report, tcp_shaker::CheckError> {
+    let checker = tcp_shaker::Checker::builder()
+        .resolver(|_: &str| -> std::io::Result<Vec<std::net::IpAddr>> {
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(vec![std::net::IpAddr::from([127, 0, 0, 1])])
+        })
+        .spawn()
+        .expect("a checker");
+    checker.check("slow.test:80", Duration::from_millis(50))
+}

@@ -303,10 +303,7 @@ fn a_timeout_is_counted_from_the_syn_not_from_submission() {
 fn waiting_for_a_socket_slot_is_not_the_targets_time() {
     const HOLD: Duration = Duration::from_millis(500);
     const TIMEOUT: Duration = Duration::from_millis(300);
-    let silent = common::SilentListener::new();
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
-    let checker = Checker::builder().max_sockets(1).spawn().unwrap();
+    let (silent, listener, address, checker) = one_socket_slot();
 
     let mut batch = checker.batch();
     // Holds the only slot for HOLD, longer than the next check's timeout.
@@ -343,10 +340,7 @@ fn waiting_for_a_socket_slot_is_not_the_targets_time() {
 fn a_check_that_cannot_start_in_time_is_not_started() {
     const HOLD: Duration = Duration::from_secs(3);
     const START_WITHIN: Duration = Duration::from_millis(300);
-    let silent = common::SilentListener::new();
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
-    let checker = Checker::builder().max_sockets(1).spawn().unwrap();
+    let (silent, _listener, address, checker) = one_socket_slot();
 
     let mut batch = checker.batch();
     batch.submit(0, silent.address, HOLD).unwrap();
@@ -405,4 +399,18 @@ fn a_batch_counts_the_checks_waiting_to_start() {
         "four checks hold the four socket slots; sixteen wait"
     );
     assert_eq!(batch.outstanding(), 20);
+}
+
+/// A silent port, an open one (its listener and address), and a checker with one socket slot.
+fn one_socket_slot() -> (
+    common::SilentListener,
+    std::net::TcpListener,
+    SocketAddr,
+    Checker,
+) {
+    let silent = common::SilentListener::new();
+    let listener = common::open_listener();
+    let address = listener.local_addr().unwrap();
+    let checker = Checker::builder().max_sockets(1).spawn().unwrap();
+    (silent, listener, address, checker)
 }

@@ -38,6 +38,12 @@ struct Scene {
 }
 
 impl Scene {
+    /// The scene, in a child process where the test `test` runs [`child::alone`]; `None` in
+    /// the parent, once that child has passed.
+    fn alone(test: &str) -> Option<Scene> {
+        child::alone(test).then(Scene::new)
+    }
+
     fn new() -> Scene {
         let counting = fd_counting();
         let silent = common::SilentListener::new();
@@ -111,6 +117,23 @@ fn expect_back_to(base: usize, what: &str) {
 fn expect_still_checking(checker: &Checker, silent: std::net::SocketAddr) {
     let report = checker.check(silent, Duration::from_millis(200)).unwrap();
     assert_eq!(report.outcome(), tcp_shaker::Outcome::TimedOut);
+}
+
+/// The sockets of `what` (dropped just now) are closed promptly, long before their deadline,
+/// and the checker is unharmed: a new check of the silent port is made (and times out).
+fn closed_at_once_and_unharmed(
+    baseline: usize,
+    what: &str,
+    checker: &Checker,
+    silent: std::net::SocketAddr,
+) {
+    expect_back_to(
+        baseline,
+        &format!(
+            "sockets of {what} still open {PROMPTLY:?} after the drop (deadline {LONG_TIMEOUT:?})"
+        ),
+    );
+    expect_still_checking(checker, silent);
 }
 
 /// Polls each check once with a waker that does nothing: enough to submit it.
@@ -198,49 +221,57 @@ fn a_hundred_thousand_checks_leave_no_descriptor_open() {
 
 #[test]
 fn dropping_futures_mid_check_closes_their_sockets() {
-    if !child::alone("leaks::dropping_futures_mid_check_closes_their_sockets") {
+    let Some(scene) = Scene::alone("leaks::dropping_futures_mid_check_closes_their_sockets") else {
         return;
-    }
+    };
     const CHECKS: usize = 500;
-
-    let Scene {
-        _counting,
-        silent,
-        without_checker,
-        checker,
-        baseline,
-    } = Scene::new();
 
     // Dropped right after their first poll: most are still on their way into the loop, which
     // must skip (or cancel) the checks of futures that are already gone.
     let mut checks: Vec<_> = (0..CHECKS)
-        .map(|_| Box::pin(checker.check_async(silent.address, LONG_TIMEOUT)))
+        .map(|_| {
+            Box::pin(
+                scene
+                    .checker
+                    .check_async(scene.silent.address, LONG_TIMEOUT),
+            )
+        })
         .collect();
     poll_once(&mut checks);
     drop(checks);
-    expect_back_to(baseline, "checks dropped at once left sockets open");
+    expect_back_to(scene.baseline, "checks dropped at once left sockets open");
 
     // Dropped once every one of them holds a socket waiting for an answer that never comes.
     let mut checks: Vec<_> = (0..CHECKS)
-        .map(|_| Box::pin(checker.check_async(silent.address, LONG_TIMEOUT)))
+        .map(|_| {
+            Box::pin(
+                scene
+                    .checker
+                    .check_async(scene.silent.address, LONG_TIMEOUT),
+            )
+        })
         .collect();
     poll_once(&mut checks);
-    expect_sockets(baseline, CHECKS, "expected one socket per check in flight");
-    poll_once(&mut checks); // still waiting: the silent listener never answers
-    drop(checks);
-    expect_back_to(
-        baseline,
-        &format!(
-            "sockets of dropped futures still open {PROMPTLY:?} after the drop (deadline {LONG_TIMEOUT:?})"
-        ),
+    expect_sockets(
+        scene.baseline,
+        CHECKS,
+        "expected one socket per check in flight",
     );
+    poll_once(&mut checks); // still waiting: the scene.silent listener never answers
+    drop(checks);
+    closed_at_once_and_unharmed(
+        scene.baseline,
+        "dropped futures",
+        &scene.checker,
+        scene.silent.address,
+    );
+    assert_eq!(common::open_fds(), scene.baseline);
 
-    // The loop is unharmed: a new check of the same listener is made (and times out).
-    expect_still_checking(&checker, silent.address);
-    assert_eq!(common::open_fds(), baseline);
-
-    drop(checker);
-    expect_back_to(without_checker, "the dropped checker left descriptors open");
+    drop(scene.checker);
+    expect_back_to(
+        scene.without_checker,
+        "the dropped scene.checker left descriptors open",
+    );
 }
 
 #[test]
@@ -476,38 +507,36 @@ fn dropping_every_handle_with_checks_in_flight_closes_everything() {
 /// A dropped batch cancels its checks: their sockets close at once, long before their deadline.
 #[test]
 fn a_dropped_batch_closes_its_sockets_at_once() {
-    if !child::alone("leaks::a_dropped_batch_closes_its_sockets_at_once") {
+    let Some(scene) = Scene::alone("leaks::a_dropped_batch_closes_its_sockets_at_once") else {
         return;
-    }
+    };
     const BATCHED: u64 = 50;
 
-    let Scene {
-        _counting,
-        silent,
-        without_checker,
-        checker,
-        baseline,
-    } = Scene::new();
-
-    let mut batch = checker.batch();
+    let mut batch = scene.checker.batch();
     for tag in 0..BATCHED {
-        batch.submit(tag, silent.address, LONG_TIMEOUT).unwrap();
+        batch
+            .submit(tag, scene.silent.address, LONG_TIMEOUT)
+            .unwrap();
     }
     batch.flush();
-    expect_sockets(baseline, BATCHED as usize, "expected every check in flight");
+    expect_sockets(
+        scene.baseline,
+        BATCHED as usize,
+        "expected every check in flight",
+    );
     drop(batch);
-    expect_back_to(
-        baseline,
-        &format!(
-            "a dropped batch's sockets still open {PROMPTLY:?} after the drop (deadline {LONG_TIMEOUT:?})"
-        ),
+    closed_at_once_and_unharmed(
+        scene.baseline,
+        "a dropped batch",
+        &scene.checker,
+        scene.silent.address,
     );
 
-    // The checker is unharmed.
-    expect_still_checking(&checker, silent.address);
-
-    drop(checker);
-    expect_back_to(without_checker, "the dropped checker left descriptors open");
+    drop(scene.checker);
+    expect_back_to(
+        scene.without_checker,
+        "the dropped scene.checker left descriptors open",
+    );
 }
 
 /// A flood of checks never opens more sockets than `max_sockets`: the rest wait their turn
