@@ -134,13 +134,12 @@ fn option(roff: &mut Roff, arg: &Arg) {
         header.push(roman(" "));
         header.push(italic(placeholder(arg)));
     }
-    let defaults: Vec<String> = arg
+    let defaults = arg
         .get_default_values()
         .iter()
-        .map(|value| value.to_string_lossy().into_owned())
-        .collect();
-    if !defaults.is_empty() {
-        header.push(roman(format!(" [default: {}]", defaults.join(", "))));
+        .map(|value| value.to_string_lossy());
+    if let Some(defaults) = comma_list(defaults) {
+        header.push(roman(format!(" [default: {defaults}]")));
     }
     roff.text(header);
     if let Some(help) = arg.get_help() {
@@ -149,14 +148,10 @@ fn option(roff: &mut Roff, arg: &Arg) {
     if !arg.get_action().takes_values() {
         return;
     }
-    let values: Vec<String> = arg
-        .get_possible_values()
-        .iter()
-        .map(|value| value.get_name().to_owned())
-        .collect();
-    if !values.is_empty() {
+    let values = arg.get_possible_values();
+    if let Some(values) = comma_list(values.iter().map(|value| value.get_name())) {
         roff.control("br", []);
-        roff.text([roman(format!("One of: {}.", values.join(", ")))]);
+        roff.text([roman(format!("One of: {values}."))]);
     }
 }
 
@@ -176,13 +171,28 @@ fn placeholder(arg: &Arg) -> String {
     }
 }
 
-fn exit_status(roff: &mut Roff) {
-    roff.control("SH", ["EXIT STATUS"]);
-    for (status, meaning) in guide::EXIT_STATUSES {
+/// `items` separated by commas, or `None` if there are none.
+fn comma_list<T: AsRef<str>>(items: impl Iterator<Item = T>) -> Option<String> {
+    let items: Vec<T> = items.collect();
+    if items.is_empty() {
+        return None;
+    }
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    Some(items.join(", "))
+}
+
+/// Tagged paragraphs: each term in bold, then what it means.
+fn terms(roff: &mut Roff, terms: &[(&str, &str)]) {
+    for (term, meaning) in terms {
         roff.control("TP", []);
-        roff.text([bold(*status)]);
+        roff.text([bold(*term)]);
         roff.text([roman(*meaning)]);
     }
+}
+
+fn exit_status(roff: &mut Roff) {
+    roff.control("SH", ["EXIT STATUS"]);
+    terms(roff, guide::EXIT_STATUSES);
     for note in guide::EXIT_NOTES {
         roff.control("PP", []);
         roff.text([roman(*note)]);
@@ -191,11 +201,7 @@ fn exit_status(roff: &mut Roff) {
 
 fn environment(roff: &mut Roff) {
     roff.control("SH", ["ENVIRONMENT"]);
-    for (name, effect) in guide::ENVIRONMENT {
-        roff.control("TP", []);
-        roff.text([bold(*name)]);
-        roff.text([roman(*effect)]);
-    }
+    terms(roff, guide::ENVIRONMENT);
 }
 
 fn json_output(roff: &mut Roff) {
@@ -205,18 +211,10 @@ fn json_output(roff: &mut Roff) {
          \"type\". The field names are stable; times are milliseconds, rounded to the \
          microsecond.",
     )]);
-    for (kind, fields) in guide::JSON_OBJECTS {
-        roff.control("TP", []);
-        roff.text([bold(*kind)]);
-        roff.text([roman(*fields)]);
-    }
+    terms(roff, guide::JSON_OBJECTS);
 }
 
 fn examples(roff: &mut Roff) {
     roff.control("SH", ["EXAMPLES"]);
-    for (command, what) in guide::EXAMPLES {
-        roff.control("TP", []);
-        roff.text([bold(*command)]);
-        roff.text([roman(*what)]);
-    }
+    terms(roff, guide::EXAMPLES);
 }

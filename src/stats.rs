@@ -211,6 +211,13 @@ mod tests {
         }
     }
 
+    /// The checks finished by the entry of `table` that a closed check of target `number` at
+    /// `address` went into.
+    fn finished_after_closed(table: &mut StatsTable, number: usize, address: SocketAddr) -> u64 {
+        let stats = table.add(number, Some(address), Verdict::Closed).unwrap();
+        stats.counts.finished
+    }
+
     #[test]
     fn counts_loss_rtt_and_streaks() {
         let mut stats = Stats::default();
@@ -264,28 +271,14 @@ mod tests {
         let mut merged = StatsTable::new(false);
         merged.add_target(0, &target);
         merged.add(0, Some(a), open(1));
-        assert_eq!(
-            merged
-                .add(0, Some(b), Verdict::Closed)
-                .unwrap()
-                .counts
-                .finished,
-            2
-        );
+        assert_eq!(finished_after_closed(&mut merged, 0, b), 2);
         assert!(merged.add(1, Some(a), open(1)).is_none(), "no target 1");
         assert_eq!(merged.add_interrupted(0), 3);
         let mut apart = StatsTable::new(true);
         apart.add_target(0, &target);
         apart.add_target(1, &target);
         apart.add(1, Some(a), open(1));
-        assert_eq!(
-            apart
-                .add(1, Some(b), Verdict::Closed)
-                .unwrap()
-                .counts
-                .finished,
-            1
-        );
+        assert_eq!(finished_after_closed(&mut apart, 1, b), 1);
         let entries: Vec<_> = apart.entries().map(|(_, addr, _)| addr).collect();
         assert_eq!(entries, [Some(a), Some(b)]);
         assert_eq!(apart.add_interrupted(1), 2);

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use crate::common::{
-    SilentPort, check_line, json_lines, listener, signal_after, spawn_checker, stdout,
+    SilentPort, assert_contains, check_line, json_lines, listener, signal_after, spawn_checker,
+    stdout,
 };
 
 #[test]
@@ -42,10 +43,10 @@ fn a_check_in_flight_at_ctrl_c_is_reported_interrupted() {
     assert_eq!(words[1], "interrupted", "{text}");
     let ran_for: f64 = words[2].parse().unwrap();
     assert!(ran_for >= 300.0, "{text}");
-    assert!(text.contains("Finished 0/1 checks in "), "{text}");
-    assert!(
-        text.contains("  Interrupted: 1 (in flight when the run was stopped)\n"),
-        "{text}"
+    assert_contains(&text, "Finished 0/1 checks in ");
+    assert_contains(
+        &text,
+        "  Interrupted: 1 (in flight when the run was stopped)\n",
     );
 }
 

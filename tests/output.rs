@@ -4,15 +4,16 @@
 use std::net::TcpListener;
 
 use crate::common::{
-    BoundSocket, SilentPort, assert_field, assert_fields, check_line, consecutive_ports,
-    json_lines, listener, stderr, stdout, tcp_checker,
+    BoundSocket, SilentPort, assert_contains, assert_field, assert_fields, check_line,
+    consecutive_ports, json_lines, listener, open_and_closed, run_checker, stderr, stdout,
+    tcp_checker,
 };
 use serde_json::Value;
 
 #[test]
 fn a_single_check_prints_one_aligned_line_and_no_summary() {
     let (_listener, open) = listener();
-    let output = tcp_checker().arg(open.to_string()).output().unwrap();
+    let output = run_checker([open.to_string()]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(text.lines().count(), 1, "{text}");
@@ -28,11 +29,10 @@ fn a_single_check_prints_one_aligned_line_and_no_summary() {
 
 #[test]
 fn host_names_get_an_address_column_and_columns_line_up() {
-    let (_listener, open) = listener();
-    let closed = BoundSocket::bind(0).unwrap();
+    let (_listener, open, closed) = open_and_closed();
     let name = format!("localhost:{}", open.port());
     let ip = closed.address.to_string();
-    let output = tcp_checker().args([&name, &ip]).output().unwrap();
+    let output = run_checker([&name, &ip]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert_eq!(
@@ -57,7 +57,7 @@ fn open_only_shows_open_ports_and_counts_the_rest() {
     let ports = consecutive_ports(5);
     ports[2].listen();
     let spec = format!("127.0.0.1:{}-{}", ports[0].port(), ports[4].port());
-    let output = tcp_checker().args(["--open", &spec]).output().unwrap();
+    let output = run_checker(["--open", &spec]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     let lines: Vec<&str> = text.lines().collect();
@@ -69,21 +69,15 @@ fn open_only_shows_open_ports_and_counts_the_rest() {
         lines[1], "(4 checks not shown: the port was not open)",
         "{text}"
     );
-    assert!(text.contains("Finished 5/5 checks in "), "{text}");
-    assert!(text.contains("  Succeed: 1\n"), "{text}");
-    assert!(
-        text.contains("  Errors: connect 4, timeout 0, other 0\n"),
-        "{text}"
-    );
+    assert_contains(&text, "Finished 5/5 checks in ");
+    assert_contains(&text, "  Succeed: 1\n");
+    assert_contains(&text, "  Errors: connect 4, timeout 0, other 0\n");
 }
 
 #[test]
 fn summary_prints_only_the_statistics_even_for_one_check() {
     let (_listener, open) = listener();
-    let output = tcp_checker()
-        .args(["-s", &open.to_string()])
-        .output()
-        .unwrap();
+    let output = run_checker(["-s", &open.to_string()]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0));
     assert!(text.starts_with("Finished 1/1 checks in "), "{text}");
@@ -93,21 +87,14 @@ fn summary_prints_only_the_statistics_even_for_one_check() {
 
 #[test]
 fn quiet_prints_nothing_and_exits_by_the_result() {
-    let (_listener, open) = listener();
-    let closed = BoundSocket::bind(0).unwrap();
-    let output = tcp_checker()
-        .args(["-q", "-n", "3", &open.to_string()])
-        .output()
-        .unwrap();
+    let (_listener, open, closed) = open_and_closed();
+    let output = run_checker(["-q", "-n", "3", &open.to_string()]);
     assert_eq!(output.status.code(), Some(0));
     assert!(output.stdout.is_empty() && output.stderr.is_empty());
-    let output = tcp_checker()
-        .args(["-q", &open.to_string(), &closed.address.to_string()])
-        .output()
-        .unwrap();
+    let output = run_checker(["-q", &open.to_string(), &closed.address.to_string()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty() && output.stderr.is_empty());
-    let output = tcp_checker().args(["-q", "bad"]).output().unwrap();
+    let output = run_checker(["-q", "bad"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stdout.is_empty());
     assert!(
@@ -120,10 +107,7 @@ fn quiet_prints_nothing_and_exits_by_the_result() {
 fn a_silent_port_times_out_within_the_timeout_and_exits_with_1() {
     let silent = SilentPort::new();
     let target = silent.address().to_string();
-    let output = tcp_checker()
-        .args(["-t", "300ms", &target])
-        .output()
-        .unwrap();
+    let output = run_checker(["-t", "300ms", &target]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     let words = check_line(&text, &target);
@@ -135,10 +119,7 @@ fn a_silent_port_times_out_within_the_timeout_and_exits_with_1() {
         "{milliseconds} ms for a 300 ms timeout"
     );
 
-    let output = tcp_checker()
-        .args(["-t", "200", "-n", "2", "--json", &target])
-        .output()
-        .unwrap();
+    let output = run_checker(["-t", "200", "-n", "2", "--json", &target]);
     assert_eq!(output.status.code(), Some(1));
     let lines = json_lines(&output);
     let outcomes: Vec<&Value> = lines
@@ -292,19 +273,16 @@ fn json_is_one_object_a_line_with_stable_fields() {
     // /etc/hosts gives localhost no IPv6 address here: with -6 its checks fail to resolve, and
     // nothing is sent.
     let unresolved = format!("localhost:{}", open.port());
-    let output = tcp_checker()
-        .args([
-            "--json",
-            "-6",
-            "-n",
-            "2",
-            &open.to_string(),
-            &closed.to_string(),
-            &unresolved,
-            "not-a-target",
-        ])
-        .output()
-        .unwrap();
+    let output = run_checker([
+        "--json",
+        "-6",
+        "-n",
+        "2",
+        &open.to_string(),
+        &closed.to_string(),
+        &unresolved,
+        "not-a-target",
+    ]);
     assert_eq!(output.status.code(), Some(2));
     let lines = json_lines(&output);
     let kinds: Vec<&str> = lines
@@ -376,17 +354,13 @@ fn json_is_one_object_a_line_with_stable_fields() {
 
 #[test]
 fn json_with_open_leaves_out_the_other_checks() {
-    let (_listener, open) = listener();
-    let closed = BoundSocket::bind(0).unwrap();
-    let output = tcp_checker()
-        .args([
-            "--json",
-            "--open",
-            &open.to_string(),
-            &closed.address.to_string(),
-        ])
-        .output()
-        .unwrap();
+    let (_listener, open, closed) = open_and_closed();
+    let output = run_checker([
+        "--json",
+        "--open",
+        &open.to_string(),
+        &closed.address.to_string(),
+    ]);
     let lines = json_lines(&output);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["outcome"], "open");
@@ -398,10 +372,7 @@ fn json_with_open_leaves_out_the_other_checks() {
 fn verbose_prints_the_configuration_and_each_failure_on_stderr() {
     let closed = BoundSocket::bind(0).unwrap();
     let name = format!("localhost:{}", closed.port());
-    let output = tcp_checker()
-        .args(["-v", "-n", "2", "-i", "10ms", "-t", "2s", &name])
-        .output()
-        .unwrap();
+    let output = run_checker(["-v", "-n", "2", "-i", "10ms", "-t", "2s", &name]);
     let errors = stderr(&output);
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -435,7 +406,7 @@ fn no_color_and_pipes_get_plain_text() {
 
 #[test]
 fn help_is_grouped_and_usage_errors_exit_with_2() {
-    let output = tcp_checker().arg("--help").output().unwrap();
+    let output = run_checker(["--help"]);
     assert_eq!(output.status.code(), Some(0));
     let help = stdout(&output);
     for part in [
@@ -458,7 +429,7 @@ fn help_is_grouped_and_usage_errors_exit_with_2() {
         &["-t", "soon", "x:1"],
         &["-4", "-6", "x:1"],
     ] {
-        let output = tcp_checker().args(args).output().unwrap();
+        let output = run_checker(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(!output.stderr.is_empty(), "{args:?}");
     }
@@ -469,21 +440,15 @@ fn open_only_keeps_statistics_to_the_targets_found_open() {
     let ports = consecutive_ports(3);
     ports[1].listen();
     let spec = format!("127.0.0.1:{}-{}", ports[0].port(), ports[2].port());
-    let output = tcp_checker()
-        .args(["--open", "-n", "2", &spec])
-        .output()
-        .unwrap();
+    let output = run_checker(["--open", "-n", "2", &spec]);
     let text = stdout(&output);
     assert_eq!(text.matches(" statistics ---").count(), 1, "{text}");
     assert!(text.contains(&format!(
         "--- {} statistics ---\n2 sent, 2 open",
         ports[1].address
     )));
-    assert!(
-        text.contains("(4 checks not shown: the port was not open)"),
-        "{text}"
-    );
-    assert!(text.contains("Finished 6/6 checks in "), "{text}");
+    assert_contains(&text, "(4 checks not shown: the port was not open)");
+    assert_contains(&text, "Finished 6/6 checks in ");
 }
 
 #[test]
@@ -491,10 +456,7 @@ fn json_says_where_a_check_ended_and_how_long_resolving_took() {
     let (_listener, open) = listener();
     let by_name = format!("localhost:{}", open.port());
     let by_ip = open.to_string();
-    let output = tcp_checker()
-        .args(["--json", &by_ip, &by_name])
-        .output()
-        .unwrap();
+    let output = run_checker(["--json", &by_ip, &by_name]);
     assert_eq!(output.status.code(), Some(0));
     let lines = json_lines(&output);
     let check = |target: &str| {

@@ -1,32 +1,19 @@
 //! The original `tcp-checker` flags: -a ADDR -t MS -n N -c C -v, its summary, and exit codes.
 
 use std::net::TcpListener;
-use std::process::{Command, Output};
 
-fn tcp_checker(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcp-checker"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::common::{assert_contains, run_checker, stderr, stdout};
 
 #[test]
 fn an_open_port_succeeds_every_check_unnoticed() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let output = tcp_checker(&["-a", &address, "-t", "2000", "-n", "200", "-c", "20"]);
+    let output = run_checker(["-a", &address, "-t", "2000", "-n", "200", "-c", "20"]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");
-    assert!(text.contains("Finished 200/200 checks in "), "{text}");
-    assert!(text.contains("\n  Succeed: 200\n"), "{text}");
-    assert!(
-        text.contains("\n  Errors: connect 0, timeout 0, other 0\n"),
-        "{text}"
-    );
+    assert_contains(&text, "Finished 200/200 checks in ");
+    assert_contains(&text, "\n  Succeed: 200\n");
+    assert_contains(&text, "\n  Errors: connect 0, timeout 0, other 0\n");
     listener.set_nonblocking(true).unwrap();
     assert!(
         listener.accept().is_err(),
@@ -41,16 +28,13 @@ fn a_closed_port_counts_connect_errors_and_fails() {
         .local_addr()
         .unwrap()
         .to_string();
-    let output = tcp_checker(&["-a", &address, "-n", "5", "-c", "5", "-v"]);
+    let output = run_checker(["-a", &address, "-n", "5", "-c", "5", "-v"]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(text.contains("Finished 5/5 checks in "), "{text}");
-    assert!(text.contains("  Succeed: 0\n"), "{text}");
-    assert!(
-        text.contains("  Errors: connect 5, timeout 0, other 0\n"),
-        "{text}"
-    );
-    let errors = String::from_utf8_lossy(&output.stderr);
+    assert_contains(&text, "Finished 5/5 checks in ");
+    assert_contains(&text, "  Succeed: 0\n");
+    assert_contains(&text, "  Errors: connect 5, timeout 0, other 0\n");
+    let errors = stderr(&output);
     assert!(
         errors.contains(&format!("Checking {address}")),
         "-v prints the configuration: {errors}"
@@ -70,7 +54,7 @@ fn usage_errors_exit_with_2_and_say_why() {
         &["-a", "[::1"],
         &[],
     ] {
-        let output = tcp_checker(args);
+        let output = run_checker(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(!output.stderr.is_empty(), "{args:?}");
     }

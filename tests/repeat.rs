@@ -5,17 +5,14 @@ use std::thread;
 use std::time::Duration;
 
 use crate::common::{
-    BoundSocket, json_lines, listener, signal_after, spawn_checker, stdout, tcp_checker,
+    BoundSocket, assert_contains, json_lines, listener, open_and_closed, run_checker, signal_after,
+    spawn_checker, stdout,
 };
 
 #[test]
 fn repeated_checks_print_statistics_per_target() {
-    let (_listener, open) = listener();
-    let closed = BoundSocket::bind(0).unwrap();
-    let output = tcp_checker()
-        .args(["-n", "3", &open.to_string(), &closed.address.to_string()])
-        .output()
-        .unwrap();
+    let (_listener, open, closed) = open_and_closed();
+    let output = run_checker(["-n", "3", &open.to_string(), &closed.address.to_string()]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert_eq!(text.matches("  open ").count(), 3, "{text}");
@@ -23,17 +20,14 @@ fn repeated_checks_print_statistics_per_target() {
     let open_block = format!(
         "--- {open} statistics ---\n3 sent, 3 open, 0 closed, 0 timed out, 0 unreachable, 0 errors, 0.0% loss\nrtt min/avg/max/stddev = "
     );
-    assert!(text.contains(&open_block), "{text}");
-    assert!(
-        text.contains(" ms\nlongest up streak 3, longest down streak 0\n"),
-        "{text}"
-    );
+    assert_contains(&text, &open_block);
+    assert_contains(&text, " ms\nlongest up streak 3, longest down streak 0\n");
     let closed_block = format!(
         "--- {} statistics ---\n3 sent, 0 open, 3 closed, 0 timed out, 0 unreachable, 0 errors, 100.0% loss\nrtt: no check found the port open\nlongest up streak 0, longest down streak 3\n",
         closed.address
     );
-    assert!(text.contains(&closed_block), "{text}");
-    assert!(text.contains("Finished 6/6 checks in "), "{text}");
+    assert_contains(&text, &closed_block);
+    assert_contains(&text, "Finished 6/6 checks in ");
     assert!(
         text.ends_with("  Succeed: 3\n  Errors: connect 3, timeout 0, other 0\n"),
         "{text}"
@@ -43,10 +37,7 @@ fn repeated_checks_print_statistics_per_target() {
 #[test]
 fn rtt_statistics_are_consistent() {
     let (_listener, open) = listener();
-    let output = tcp_checker()
-        .args(["--json", "-n", "20", "-c", "4", &open.to_string()])
-        .output()
-        .unwrap();
+    let output = run_checker(["--json", "-n", "20", "-c", "4", &open.to_string()]);
     assert_eq!(output.status.code(), Some(0));
     let lines = json_lines(&output);
     let summary = lines.last().unwrap();
@@ -69,10 +60,7 @@ fn rtt_statistics_are_consistent() {
 #[test]
 fn the_interval_spaces_the_starts_of_a_targets_checks() {
     let (_listener, open) = listener();
-    let output = tcp_checker()
-        .args(["--json", "-n", "3", "-i", "100ms", &open.to_string()])
-        .output()
-        .unwrap();
+    let output = run_checker(["--json", "-n", "3", "-i", "100ms", &open.to_string()]);
     let summary = json_lines(&output).pop().unwrap();
     assert_eq!(summary["checks"], 3);
     // Three starts 100 ms apart take at least 200 ms; no upper bound is asserted.
@@ -84,17 +72,14 @@ fn the_interval_spaces_the_starts_of_a_targets_checks() {
 
 #[test]
 fn many_targets_run_within_the_in_flight_bound() {
-    let output = tcp_checker()
-        .args([
-            "-s",
-            "--max-in-flight",
-            "50",
-            "-t",
-            "5s",
-            "127.0.0.1:20001-22000",
-        ])
-        .output()
-        .unwrap();
+    let output = run_checker([
+        "-s",
+        "--max-in-flight",
+        "50",
+        "-t",
+        "5s",
+        "127.0.0.1:20001-22000",
+    ]);
     let text = stdout(&output);
     assert!(text.starts_with("Finished 2000/2000 checks in "), "{text}");
     let succeeded: u64 = text
@@ -138,11 +123,9 @@ fn until_interrupted_prints_statistics_on_ctrl_c() {
     let done: u64 = done.parse().unwrap();
     assert!(done >= 2, "{text}");
     assert!(planned.parse::<u64>().unwrap() >= done, "{text}");
-    assert!(
-        text.contains(&format!(
-            "--- {open} statistics ---\n{done} sent, {done} open"
-        )),
-        "{text}"
+    assert_contains(
+        &text,
+        &format!("--- {open} statistics ---\n{done} sent, {done} open"),
     );
 }
 

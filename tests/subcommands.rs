@@ -5,21 +5,20 @@ use std::time::Duration;
 
 use std::process::Command;
 
-use crate::common::{BoundSocket, TempFile, assert_field, json_lines, stderr, stdout, tcp_checker};
+use crate::common::{
+    BoundSocket, TempFile, assert_contains, assert_field, json_lines, run_checker, stderr, stdout,
+};
 
 #[test]
 fn bench_against_its_embedded_listener_is_never_noticed() {
-    let output = tcp_checker()
-        .args(["bench", "-n", "2000", "-c", "50"])
-        .output()
-        .unwrap();
+    let output = run_checker(["bench", "-n", "2000", "-c", "50"]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");
     assert!(
         text.starts_with("2000 half-open checks of 127.0.0.1:"),
         "{text}"
     );
-    assert!(text.contains("(embedded listener), 50 in flight"), "{text}");
+    assert_contains(&text, "(embedded listener), 50 in flight");
     for part in [
         "  rate           ",
         " checks/s (2000 checks in ",
@@ -35,10 +34,7 @@ fn bench_against_its_embedded_listener_is_never_noticed() {
 
 #[test]
 fn bench_json_has_stable_fields() {
-    let output = tcp_checker()
-        .args(["bench", "--json", "-n", "2000", "-c", "20", "-t", "2s"])
-        .output()
-        .unwrap();
+    let output = run_checker(["bench", "--json", "-n", "2000", "-c", "20", "-t", "2s"]);
     assert_eq!(output.status.code(), Some(0));
     let lines = json_lines(&output);
     assert_eq!(lines.len(), 1);
@@ -78,18 +74,15 @@ fn bench_json_has_stable_fields() {
 fn bench_of_a_given_target_cannot_count_accepted_connections() {
     let listening = BoundSocket::bind(0).unwrap();
     listening.listen();
-    let output = tcp_checker()
-        .args([
-            "bench",
-            &listening.address.to_string(),
-            "-n",
-            "500",
-            "-c",
-            "10",
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    let output = run_checker([
+        "bench",
+        &listening.address.to_string(),
+        "-n",
+        "500",
+        "-c",
+        "10",
+        "--json",
+    ]);
     assert_eq!(output.status.code(), Some(0));
     let report = &json_lines(&output)[0];
     assert_eq!(report["embedded_listener"], false);
@@ -103,45 +96,31 @@ fn bench_of_a_given_target_cannot_count_accepted_connections() {
     );
 
     let closed = BoundSocket::bind(0).unwrap();
-    let output = tcp_checker()
-        .args(["bench", &closed.address.to_string(), "-n", "100"])
-        .output()
-        .unwrap();
+    let output = run_checker(["bench", &closed.address.to_string(), "-n", "100"]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("  outcomes       0 open, 100 closed"),
-        "{text}"
-    );
-    assert!(text.contains("  rtt            none"), "{text}");
-    assert!(text.contains("  accepted       unknown"), "{text}");
+    assert_contains(&text, "  outcomes       0 open, 100 closed");
+    assert_contains(&text, "  rtt            none");
+    assert_contains(&text, "  accepted       unknown");
 }
 
 #[test]
 fn completions_are_generated_for_every_shell() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
-        let output = tcp_checker().args(["completions", shell]).output().unwrap();
+        let output = run_checker(["completions", shell]);
         assert_eq!(output.status.code(), Some(0), "{shell}");
         let script = stdout(&output);
         assert!(script.contains("tcp-checker"), "{shell}: {script}");
         assert!(script.contains("all-addresses"), "{shell}: {script}");
     }
-    let output = tcp_checker()
-        .args(["completions", "tcsh"])
-        .output()
-        .unwrap();
+    let output = run_checker(["completions", "tcsh"]);
     assert_eq!(output.status.code(), Some(2));
 }
 
 /// What bash offers for the words `line` (the last one being completed), with tcp-checker's
 /// completion script sourced.
 fn bash_completes(line: &[&str]) -> Vec<String> {
-    let script = stdout(
-        &tcp_checker()
-            .args(["completions", "bash"])
-            .output()
-            .unwrap(),
-    );
+    let script = stdout(&run_checker(["completions", "bash"]));
     let file = TempFile::new("completion.bash", &script);
     let function = script
         .lines()
@@ -189,7 +168,7 @@ fn bash_completes_the_flags_of_subcommands_and_of_checks() {
 
 /// The manual page as roff, and its section headings.
 fn manual_page() -> (String, Vec<String>) {
-    let output = tcp_checker().arg("man").output().unwrap();
+    let output = run_checker(["man"]);
     assert_eq!(output.status.code(), Some(0));
     let page = stdout(&output);
     let sections = page
@@ -205,7 +184,7 @@ fn the_manual_page_has_its_sections_in_order() {
     let (page, sections) = manual_page();
     assert!(page.starts_with(".ie \\n(.g .ds Aq"), "{page}");
     assert_eq!(page.matches(".ds Aq \\(aq").count(), 1, "one preamble");
-    assert!(page.contains(".TH tcp-checker 1"), "{page}");
+    assert_contains(&page, ".TH tcp-checker 1");
     let expected = [
         "NAME",
         "SYNOPSIS",

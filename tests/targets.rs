@@ -2,8 +2,8 @@
 //! ranges, address families, every address of a name, source address and interface.
 
 use crate::common::{
-    BoundSocket, Reaped, TempFile, assert_field, check_line, consecutive_ports, json_lines,
-    listener, stderr, stdout, tcp_checker,
+    BoundSocket, Reaped, TempFile, assert_contains, assert_field, check_line, consecutive_ports,
+    json_lines, listener, open_and_closed, run_checker, stderr, stdout, tcp_checker,
 };
 
 #[test]
@@ -21,8 +21,8 @@ fn a_port_range_checks_every_port_in_it() {
         let outcome = if port == open { "open" } else { "closed" };
         assert_eq!(check_line(&text, &format!("127.0.0.1:{port}"))[1], outcome);
     }
-    assert!(text.contains("Finished 3/3 checks in "), "{text}");
-    assert!(text.contains("  Succeed: 1\n"), "{text}");
+    assert_contains(&text, "Finished 3/3 checks in ");
+    assert_contains(&text, "  Succeed: 1\n");
     assert!(!ports[1].has_pending_connection(), "a check was accepted");
 }
 
@@ -32,7 +32,7 @@ fn port_lists_mix_ports_and_ranges_and_repeat_nothing() {
     ports[0].listen();
     let p: Vec<u16> = ports.iter().map(BoundSocket::port).collect();
     let spec = format!("127.0.0.1:{},{}-{},{},{}", p[0], p[1], p[2], p[3], p[0]);
-    let output = tcp_checker().args(["--json", &spec]).output().unwrap();
+    let output = run_checker(["--json", &spec]);
     let lines = json_lines(&output);
     let mut checked: Vec<u64> = lines
         .iter()
@@ -50,7 +50,7 @@ fn port_lists_mix_ports_and_ranges_and_repeat_nothing() {
     assert_eq!(output.status.code(), Some(1));
 
     let open = format!("127.0.0.1:{},{}", p[0], p[0]);
-    let output = tcp_checker().args([&open, "-a", &open]).output().unwrap();
+    let output = run_checker([&open, "-a", &open]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");
     assert_eq!(text.lines().count(), 1, "one check, no summary: {text}");
@@ -58,8 +58,7 @@ fn port_lists_mix_ports_and_ranges_and_repeat_nothing() {
 
 #[test]
 fn a_file_of_targets_skips_comments_and_blank_lines_and_names_bad_lines() {
-    let (_open_listener, open) = listener();
-    let closed = BoundSocket::bind(0).unwrap();
+    let (_open_listener, open, closed) = open_and_closed();
     let file = TempFile::new(
         "targets.txt",
         &format!(
@@ -71,17 +70,17 @@ fn a_file_of_targets_skips_comments_and_blank_lines_and_names_bad_lines() {
     let text = stdout(&output);
     let errors = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{text}{errors}");
-    assert!(
-        errors.contains(&format!(
+    assert_contains(
+        &errors,
+        &format!(
             "tcp-checker: {}:5: \"not a target\": ",
             file.path().display()
-        )),
-        "{errors}"
+        ),
     );
     assert_eq!(errors.lines().count(), 1, "{errors}");
     assert_eq!(check_line(&text, &open.to_string())[1], "open");
     assert_eq!(check_line(&text, &closed.address.to_string())[1], "closed");
-    assert!(text.contains("Finished 2/2 checks"), "{text}");
+    assert_contains(&text, "Finished 2/2 checks");
 }
 
 #[test]
@@ -95,56 +94,45 @@ fn targets_can_come_from_standard_input() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert_eq!(check_line(&text, &open.to_string())[1], "open");
-    assert!(
-        stderr(&output).contains("<stdin>:4: \"localhost\": the port is missing"),
-        "{}",
-        stderr(&output)
+    assert_contains(
+        &stderr(&output),
+        "<stdin>:4: \"localhost\": the port is missing",
     );
 }
 
 #[test]
 fn an_unreadable_file_stops_before_any_check() {
     let (_listener, open) = listener();
-    let output = tcp_checker()
-        .args([&open.to_string(), "-f", "/nonexistent/targets.txt"])
-        .output()
-        .unwrap();
+    let output = run_checker([&open.to_string(), "-f", "/nonexistent/targets.txt"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stdout(&output).is_empty());
-    assert!(
-        stderr(&output).contains("could not open the targets file /nonexistent/targets.txt"),
-        "{}",
-        stderr(&output)
+    assert_contains(
+        &stderr(&output),
+        "could not open the targets file /nonexistent/targets.txt",
     );
 }
 
 #[test]
 fn bad_arguments_are_reported_and_the_good_ones_still_run() {
     let (_listener, open) = listener();
-    let output = tcp_checker()
-        .args(["db", &open.to_string(), "-a", "::1:80", "-a", "h:90-80"])
-        .output()
-        .unwrap();
+    let output = run_checker(["db", &open.to_string(), "-a", "::1:80", "-a", "h:90-80"]);
     let errors = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{errors}");
-    assert!(
-        errors.contains("tcp-checker: argument \"db\": the port is missing"),
-        "{errors}"
+    assert_contains(&errors, "tcp-checker: argument \"db\": the port is missing");
+    assert_contains(
+        &errors,
+        "argument \"::1:80\": an IPv6 address needs brackets",
     );
-    assert!(
-        errors.contains("argument \"::1:80\": an IPv6 address needs brackets"),
-        "{errors}"
-    );
-    assert!(
-        errors.contains("argument \"h:90-80\": the port range 90-80 goes backwards"),
-        "{errors}"
+    assert_contains(
+        &errors,
+        "argument \"h:90-80\": the port range 90-80 goes backwards",
     );
     assert_eq!(check_line(&stdout(&output), &open.to_string())[1], "open");
 }
 
 #[test]
 fn only_invalid_targets_run_nothing() {
-    let output = tcp_checker().args(["--json", "nope:0"]).output().unwrap();
+    let output = run_checker(["--json", "nope:0"]);
     assert_eq!(output.status.code(), Some(2));
     let lines = json_lines(&output);
     assert_eq!(lines.len(), 2, "{lines:?}");
@@ -157,10 +145,9 @@ fn only_invalid_targets_run_nothing() {
         ),
         (Some(0), Some(1))
     );
-    assert!(
-        stderr(&output).contains("no targets to check: every target given was invalid"),
-        "{}",
-        stderr(&output)
+    assert_contains(
+        &stderr(&output),
+        "no targets to check: every target given was invalid",
     );
 }
 
@@ -168,33 +155,24 @@ fn only_invalid_targets_run_nothing() {
 fn families_narrow_names_and_refuse_addresses_of_the_other() {
     let (_listener, open) = listener();
     let port = open.port();
-    let v4 = tcp_checker()
-        .args(["-4", &format!("localhost:{port}")])
-        .output()
-        .unwrap();
+    let v4 = run_checker(["-4", &format!("localhost:{port}")]);
     assert_eq!(v4.status.code(), Some(0), "{}", stdout(&v4));
     assert!(stdout(&v4).contains(&format!("127.0.0.1:{port}")));
 
     // /etc/hosts gives localhost no IPv6 address here.
-    let v6 = tcp_checker()
-        .args(["-6", "--json", &format!("localhost:{port}")])
-        .output()
-        .unwrap();
+    let v6 = run_checker(["-6", "--json", &format!("localhost:{port}")]);
     assert_eq!(v6.status.code(), Some(1));
     let check = &json_lines(&v6)[0];
     assert_eq!(check["outcome"], "error");
     assert_eq!(check["error_kind"], "resolve");
 
-    let mixed = tcp_checker()
-        .args(["-6", &open.to_string()])
-        .output()
-        .unwrap();
+    let mixed = run_checker(["-6", &open.to_string()]);
     assert_eq!(mixed.status.code(), Some(2));
     assert!(stderr(&mixed).contains("the host is an IPv4 address, and -6 asks for IPv6 only"));
 
     let v6_listener = std::net::TcpListener::bind("[::1]:0").unwrap();
     let v6_open = v6_listener.local_addr().unwrap().to_string();
-    let output = tcp_checker().args(["-6", &v6_open]).output().unwrap();
+    let output = run_checker(["-6", &v6_open]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert!(stdout(&output).starts_with(&format!("{v6_open}  open")));
 }
@@ -203,10 +181,7 @@ fn families_narrow_names_and_refuse_addresses_of_the_other() {
 fn every_address_of_a_name_is_its_own_line_and_statistics() {
     let (_listener, open) = listener();
     let target = format!("localhost:{}", open.port());
-    let output = tcp_checker()
-        .args(["--all-addresses", "--json", "-n", "2", &target])
-        .output()
-        .unwrap();
+    let output = run_checker(["--all-addresses", "--json", "-n", "2", &target]);
     assert_eq!(output.status.code(), Some(0));
     let lines = json_lines(&output);
     let checks: Vec<_> = lines
@@ -225,15 +200,9 @@ fn every_address_of_a_name_is_its_own_line_and_statistics() {
     assert_eq!(targets[0]["address"], open.to_string());
     assert_field(&targets[0], "sent", "integer");
 
-    let human = tcp_checker()
-        .args(["--all-addresses", "-n", "2", &target])
-        .output()
-        .unwrap();
+    let human = run_checker(["--all-addresses", "-n", "2", &target]);
     let text = stdout(&human);
-    assert!(
-        text.contains(&format!("--- {target} at {open} statistics ---")),
-        "{text}"
-    );
+    assert_contains(&text, &format!("--- {target} at {open} statistics ---"));
 }
 
 #[test]
@@ -249,11 +218,9 @@ fn a_source_address_not_on_this_machine_is_refused_before_anything_is_read() {
         let errors = stderr(&output);
         assert_eq!(output.status.code(), Some(2), "{errors}");
         assert!(output.stdout.is_empty(), "{}", stdout(&output));
-        assert!(
-            errors.contains(&format!(
-                "--source {source} is not an address of this machine"
-            )),
-            "{errors}"
+        assert_contains(
+            &errors,
+            &format!("--source {source} is not an address of this machine"),
         );
         assert!(
             !errors.contains("targets file"),
@@ -266,31 +233,19 @@ fn a_source_address_not_on_this_machine_is_refused_before_anything_is_read() {
 fn source_address_and_interface_bind_the_checks() {
     let (_listener, open) = listener();
     let open = open.to_string();
-    let output = tcp_checker()
-        .args(["--source", "127.0.0.1", "--interface", "lo", &open])
-        .output()
-        .unwrap();
+    let output = run_checker(["--source", "127.0.0.1", "--interface", "lo", &open]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
 
     let v6_listener = std::net::TcpListener::bind("[::1]:0").unwrap();
     let v6_open = v6_listener.local_addr().unwrap().to_string();
-    let output = tcp_checker()
-        .args(["--source", "::1", "--interface", "lo", &v6_open])
-        .output()
-        .unwrap();
+    let output = run_checker(["--source", "::1", "--interface", "lo", &v6_open]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
 
-    let output = tcp_checker()
-        .args(["--interface", "nosuch0", &open])
-        .output()
-        .unwrap();
+    let output = run_checker(["--interface", "nosuch0", &open]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("no network interface is named \"nosuch0\""));
 
-    let output = tcp_checker()
-        .args(["--source", "127.0.0.1", "--source", "127.0.0.2", &open])
-        .output()
-        .unwrap();
+    let output = run_checker(["--source", "127.0.0.1", "--source", "127.0.0.2", &open]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("at most one --source address per address family"));
 }
@@ -357,16 +312,9 @@ fn an_empty_target_list_says_so_and_exits_with_2() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("no targets to check"),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), "no targets to check");
 
-    let output = tcp_checker()
-        .args(["--json", "-f", "/dev/null"])
-        .output()
-        .unwrap();
+    let output = run_checker(["--json", "-f", "/dev/null"]);
     assert_eq!(output.status.code(), Some(2));
     let lines = json_lines(&output);
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -398,7 +346,7 @@ fn huge_bad_input_is_echoed_in_part() {
     assert_eq!(errors.lines().count(), 3, "{errors:.1000}");
     for line in errors.lines() {
         assert!(line.chars().count() < 400, "{line:.500}...");
-        assert!(line.contains('…'), "{line}");
+        assert_contains(line, "…");
     }
     assert!(errors.contains(":1: \"xxxx"), "{errors:.1000}");
 
@@ -425,24 +373,17 @@ fn huge_bad_input_is_echoed_in_part() {
 fn a_file_that_cannot_be_read_to_its_end_is_an_error_and_the_rest_still_runs() {
     let (_listener, open) = listener();
     // Reading a process's own memory at offset 0 fails with EIO, once the file is open.
-    let output = tcp_checker()
-        .args(["--json", "-f", "/proc/self/mem", &open.to_string()])
-        .output()
-        .unwrap();
+    let output = run_checker(["--json", "-f", "/proc/self/mem", &open.to_string()]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("could not read the targets file /proc/self/mem: "),
-        "{}",
-        stderr(&output)
+    assert_contains(
+        &stderr(&output),
+        "could not read the targets file /proc/self/mem: ",
     );
     let lines = json_lines(&output);
     assert_eq!(lines[0]["outcome"], "open", "{lines:?}");
     assert_eq!(lines.last().unwrap()["type"], "summary");
 
-    let output = tcp_checker()
-        .args(["-f", "/proc/self/mem", &open.to_string()])
-        .output()
-        .unwrap();
+    let output = run_checker(["-f", "/proc/self/mem", &open.to_string()]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("could not read the targets file /proc/self/mem: "),
@@ -453,9 +394,5 @@ fn a_file_that_cannot_be_read_to_its_end_is_an_error_and_the_rest_still_runs() {
     let directory = std::env::temp_dir();
     let output = tcp_checker().arg("-f").arg(&directory).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("is a directory"),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), "is a directory");
 }

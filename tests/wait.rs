@@ -5,8 +5,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::common::{
-    BoundSocket, TempFile, assert_field, assert_fields, json_lines, listener, stderr, stdout,
-    tcp_checker,
+    BoundSocket, TempFile, assert_contains, assert_field, assert_fields, json_lines, listener,
+    open_and_closed, run_checker, stderr, stdout, tcp_checker,
 };
 
 /// The number in `(N checks)` or `(1 check)` of a wait line.
@@ -24,10 +24,7 @@ fn waiting_succeeds_once_a_late_listener_opens() {
         socket.listen();
         socket
     });
-    let output = tcp_checker()
-        .args(["--wait", "20s", &target])
-        .output()
-        .unwrap();
+    let output = run_checker(["--wait", "20s", &target]);
     let socket = opener.join().unwrap();
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
@@ -66,7 +63,7 @@ fn waiting_times_out_without_running_the_command() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(!marker.path().exists(), "the command ran");
-    assert!(text.contains(&format!("{open} is open after ")), "{text}");
+    assert_contains(&text, &format!("{open} is open after "));
     let line = text
         .lines()
         .find(|line| line.starts_with(&format!("{} is not open after ", closed.address)))
@@ -110,34 +107,27 @@ fn once_every_target_is_open_the_command_runs_in_its_place() {
 #[test]
 fn a_command_that_cannot_start_exits_with_127() {
     let (_listener, open) = listener();
-    let output = tcp_checker()
-        .args([
-            "--wait",
-            "5",
-            &open.to_string(),
-            "--",
-            "/nonexistent/command",
-        ])
-        .output()
-        .unwrap();
+    let output = run_checker([
+        "--wait",
+        "5",
+        &open.to_string(),
+        "--",
+        "/nonexistent/command",
+    ]);
     assert_eq!(output.status.code(), Some(127));
     assert!(stderr(&output).contains("could not run /nonexistent/command"));
 }
 
 #[test]
 fn waiting_in_json_reports_each_attempt_and_each_target() {
-    let (_listener, open) = listener();
-    let closed = BoundSocket::bind(0).unwrap();
-    let output = tcp_checker()
-        .args([
-            "--json",
-            "--wait",
-            "300ms",
-            &open.to_string(),
-            &closed.address.to_string(),
-        ])
-        .output()
-        .unwrap();
+    let (_listener, open, closed) = open_and_closed();
+    let output = run_checker([
+        "--json",
+        "--wait",
+        "300ms",
+        &open.to_string(),
+        &closed.address.to_string(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let lines = json_lines(&output);
     let opened = lines.iter().find(|line| line["type"] == "open").unwrap();

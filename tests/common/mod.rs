@@ -1,5 +1,6 @@
 //! Helpers for driving the built `tcp-checker` against loopback sockets the tests own.
 
+use std::ffi::OsStr;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -16,6 +17,11 @@ pub fn tcp_checker() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tcp-checker"));
     command.timeout(Duration::from_secs(60));
     command
+}
+
+/// The binary under test run to its end with `args`.
+pub fn run_checker<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
+    tcp_checker().args(args).output().unwrap()
 }
 
 /// The binary under test started with `args`, its stdout and stderr piped.
@@ -63,6 +69,11 @@ pub fn json_lines(output: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// Asserts that `text` contains `part`, and shows `text` if it does not.
+pub fn assert_contains(text: &str, part: &str) {
+    assert!(text.contains(part), "{part:?} missing from\n{text}");
+}
+
 /// The words of the human check line of `target`: target, [address,] outcome, then the rest.
 pub fn check_line<'a>(text: &'a str, target: &str) -> Vec<&'a str> {
     let prefix = format!("{target} ");
@@ -78,6 +89,13 @@ pub fn listener() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     (listener, address)
+}
+
+/// An open loopback port (its listener and its address) and a closed one, for tests that check
+/// one of each.
+pub fn open_and_closed() -> (TcpListener, SocketAddr, BoundSocket) {
+    let (listener, open) = listener();
+    (listener, open, BoundSocket::bind(0).unwrap())
 }
 
 /// An IPv4 TCP socket bound to a loopback port but not listening: checks of that port find it

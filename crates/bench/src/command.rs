@@ -40,21 +40,37 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
         }
         Some(Scenario::Veth) => veth_table(args, open_files),
         Some(Scenario::Rtt) => rtt_table(args, open_files),
-        Some(Scenario::Leak) => {
-            let listener = loopback_listener()?;
-            let setup = Setup::new(args, &listener, open_files)?;
-            let leak = scenario::leak(args, &listener, setup)?;
-            print(args, &leak, scenario::render_leak)?;
-            Ok(leak.ok)
-        }
-        Some(Scenario::Scan) => {
-            let listener = loopback_listener()?;
-            let setup = Setup::new(args, &listener, open_files)?;
-            let scan = scenario::scan(args, &listener, setup)?;
-            print(args, &scan, scenario::render_scan)?;
-            Ok(scan.ok)
-        }
+        Some(Scenario::Leak) => loopback_scenario(
+            args,
+            open_files,
+            scenario::leak,
+            scenario::render_leak,
+            |leak| leak.ok,
+        ),
+        Some(Scenario::Scan) => loopback_scenario(
+            args,
+            open_files,
+            scenario::scan,
+            scenario::render_scan,
+            |scan| scan.ok,
+        ),
     }
+}
+
+/// Runs the scenario `run` against a loopback listener, prints what `render` makes of its results
+/// (or them as JSON), and says whether they made the bar (`ok`).
+fn loopback_scenario<T: serde::Serialize>(
+    args: &Args,
+    open_files: u64,
+    run: fn(&Args, &Listener, Setup) -> anyhow::Result<T>,
+    render: fn(&T) -> String,
+    ok: fn(&T) -> bool,
+) -> anyhow::Result<bool> {
+    let listener = loopback_listener()?;
+    let setup = Setup::new(args, &listener, open_files)?;
+    let results = run(args, &listener, setup)?;
+    print(args, &results, render)?;
+    Ok(ok(&results))
 }
 
 /// Whether a caught signal (Ctrl-C during a network scenario) ended the run.

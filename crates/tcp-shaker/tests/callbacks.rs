@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcp_shaker::{Checker, ErrorKind};
+use tcp_shaker::{Batch, Checker, ErrorKind};
 
 const LOCALHOST_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Far longer than any check here takes: a result that comes this late was lost or stuck.
@@ -49,15 +49,12 @@ fn a_panicking_resolver_fails_only_its_check() {
         .unwrap();
 
     for round in 0..3 {
-        let started = Instant::now();
-        let result = checker.check(("boom.test", port), TIMEOUT);
-        let took = started.elapsed();
-        let error = match result {
-            Err(error) => error,
-            Ok(report) => panic!(
-                "round {round}: a check whose resolver panicked gave {report:?} after {took:?}"
-            ),
-        };
+        let (error, took) = common::failing_check(
+            &checker,
+            ("boom.test", port),
+            TIMEOUT,
+            &format!("round {round}: a check whose resolver panicked"),
+        );
         assert_eq!(error.kind(), ErrorKind::Resolve, "round {round}: {error}");
         assert_eq!(error.target(), format!("boom.test:{port}"), "{error}");
         assert!(
@@ -137,6 +134,21 @@ impl Wake for PanickingWaker {
     }
 }
 
+/// The completions `batch` delivers within [`PROMPTLY`], each of which must be open (`beside`:
+/// what ran beside the checks, for the message when one is not).
+fn open_completions(batch: &mut Batch, beside: &str) -> u64 {
+    let deadline = Instant::now() + PROMPTLY;
+    let mut open = 0;
+    while let Some(completion) = batch.next_until(deadline) {
+        let report = completion.result.unwrap_or_else(|error| {
+            panic!("a check beside {beside}: {error}");
+        });
+        assert!(report.is_open(), "{report:?}");
+        open += 1;
+    }
+    open
+}
+
 /// A future polled by an executor whose waker panics, and in the same turn of the loop a batch
 /// of 100 checks and a blocking check: the other checks all get their results, the loop keeps
 /// running, and later checks work.
@@ -164,22 +176,11 @@ fn a_panicking_waker_cannot_kill_the_loop_or_lose_other_results() {
         batch.submit(tag, address, TIMEOUT).unwrap();
     }
     batch.flush();
-    let blocking = {
-        let checker = checker.clone();
-        thread::spawn(move || checker.check(address, TIMEOUT))
-    };
+    let blocking = common::check_on_a_thread(&checker, address, TIMEOUT);
     thread::sleep(Duration::from_millis(100)); // the blocking check is submitted by now
 
     let loop_thread = thread::spawn(move || event_loop.run());
-    let deadline = Instant::now() + PROMPTLY;
-    let mut open = 0;
-    while let Some(completion) = batch.next_until(deadline) {
-        let report = completion.result.unwrap_or_else(|error| {
-            panic!("a check beside a panicking waker: {error}");
-        });
-        assert!(report.is_open(), "{report:?}");
-        open += 1;
-    }
+    let open = open_completions(&mut batch, "a panicking waker");
     assert!(
         panicking.0.load(Ordering::SeqCst) >= 1,
         "the panicking waker was never woken: the scenario did not happen"
@@ -257,15 +258,7 @@ fn a_panicking_waker_amid_a_stream_of_checks_loses_nothing() {
         let _ = check.as_mut().poll(&mut Context::from_waker(&waker));
         doomed.push(check);
     }
-    let deadline = Instant::now() + PROMPTLY;
-    let mut open = 0;
-    while let Some(completion) = batch.next_until(deadline) {
-        let report = completion.result.unwrap_or_else(|error| {
-            panic!("a check beside wakers that panic: {error}");
-        });
-        assert!(report.is_open(), "{report:?}");
-        open += 1;
-    }
+    let open = open_completions(&mut batch, "wakers that panic");
     let panics = panicking.0.load(Ordering::SeqCst);
     assert!(
         panics >= 1,

@@ -15,8 +15,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use shaker_wire::skip::skip_unless_root;
-use tcp_shaker::{CheckError, CheckOptions, Checker, ErrorKind, Outcome, Phase, Report};
+use tcp_shaker::{Batch, CheckError, CheckOptions, Checker, ErrorKind, Outcome, Phase, Report};
 
 /// Far shorter than the time a batch of thousands takes, far longer than a loopback answer.
 const SHORT_TIMEOUT: Duration = Duration::from_millis(20);
@@ -191,14 +190,9 @@ fn back_pressure_without_room_to_start_is_not_started_never_a_timeout() {
 #[test]
 fn a_scan_of_every_loopback_port_has_no_timeout() {
     const TEST: &str = "deadlines::a_scan_of_every_loopback_port_has_no_timeout";
-    if skip_unless_root(TEST, "creating a network namespace") {
+    let Some(namespace) = netns::NetNs::for_test(TEST, &["ip"]) else {
         return;
-    }
-    if let Some(tool) = netns::missing_tool(&["ip"]) {
-        shaker_wire::skip::skip(TEST, &format!("the `{tool}` binary is missing (iproute2)"));
-        return;
-    }
-    let namespace = netns::NetNs::new();
+    };
     let listener = namespace.run(common::open_listener);
     let open_port = listener.local_addr().unwrap().port();
     let checker = namespace
@@ -301,21 +295,18 @@ fn a_timeout_is_counted_from_the_syn_not_from_submission() {
 /// is open, and its report's elapsed time leaves the wait out.
 #[test]
 fn waiting_for_a_socket_slot_is_not_the_targets_time() {
+    // The only slot is held longer than the next check's timeout.
     const HOLD: Duration = Duration::from_millis(500);
     const TIMEOUT: Duration = Duration::from_millis(300);
-    let (silent, listener, address, checker) = one_socket_slot();
-
-    let mut batch = checker.batch();
-    // Holds the only slot for HOLD, longer than the next check's timeout.
-    batch.submit(0, silent.address, HOLD).unwrap();
-    batch
+    let mut slot = one_socket_slot_held_for(HOLD);
+    slot.batch
         .submit(
             1,
-            address,
+            slot.address,
             CheckOptions::new(TIMEOUT).start_within(ROOM_TO_START),
         )
         .unwrap();
-    let mut results: Vec<_> = (&mut batch).collect();
+    let mut results: Vec<_> = (&mut slot.batch).collect();
     results.sort_by_key(|completion| completion.tag);
     let held = results[0].result.as_ref().unwrap();
     assert_eq!(held.outcome(), Outcome::TimedOut, "{held:?}");
@@ -331,7 +322,7 @@ fn waiting_for_a_socket_slot_is_not_the_targets_time() {
         waited.elapsed() < HOLD / 2,
         "the report counts the wait for a socket slot: {waited:?}"
     );
-    assert_eq!(common::accept_all(&listener), 0);
+    assert_eq!(common::accept_all(&slot.listener), 0);
 }
 
 /// A check that cannot get a socket slot within its `start_within` fails with `NotStarted`,
@@ -340,34 +331,20 @@ fn waiting_for_a_socket_slot_is_not_the_targets_time() {
 fn a_check_that_cannot_start_in_time_is_not_started() {
     const HOLD: Duration = Duration::from_secs(3);
     const START_WITHIN: Duration = Duration::from_millis(300);
-    let (silent, _listener, address, checker) = one_socket_slot();
-
-    let mut batch = checker.batch();
-    batch.submit(0, silent.address, HOLD).unwrap();
-    batch.flush();
-    let started = Instant::now();
+    let slot = one_socket_slot_held_for(HOLD);
     let options = CheckOptions::new(Duration::from_secs(10)).start_within(START_WITHIN);
-    let result = checker.check(address, options);
-    let took = started.elapsed();
-    let error = match result {
-        Err(error) => error,
-        Ok(report) => panic!(
-            "a check that could not get a socket slot within {START_WITHIN:?} gave {report:?} \
-             after {took:?}"
-        ),
-    };
-    assert_eq!(error.kind(), ErrorKind::NotStarted, "{error}");
+    let (error, took) = common::failing_check(
+        &slot.checker,
+        slot.address,
+        options,
+        &format!("a check that could not get a socket slot within {START_WITHIN:?}"),
+    );
+    common::assert_not_started(&error, &slot.address.to_string(), took, START_WITHIN);
     assert_eq!(error.kind().as_str(), "not_started");
-    assert_eq!(error.target(), address.to_string(), "{error}");
     assert!(
         error.to_string().contains("nothing was sent"),
         "the error does not say that the target was not contacted: {error}"
     );
-    assert!(
-        took <= START_WITHIN + common::SCHEDULING_MARGIN,
-        "NotStarted came after {took:?}, long after start_within {START_WITHIN:?}"
-    );
-    drop(batch);
 }
 
 /// A batch says how many of its checks the checker has not started: those not handed over yet,
@@ -401,16 +378,30 @@ fn a_batch_counts_the_checks_waiting_to_start() {
     assert_eq!(batch.outstanding(), 20);
 }
 
-/// A silent port, an open one (its listener and address), and a checker with one socket slot.
-fn one_socket_slot() -> (
-    common::SilentListener,
-    std::net::TcpListener,
-    SocketAddr,
-    Checker,
-) {
+/// A checker with one socket slot, which a check of a silent port in `batch` holds, and an open
+/// port (its listener and address) to check behind it.
+struct SlotHeld {
+    _silent: common::SilentListener,
+    listener: std::net::TcpListener,
+    address: SocketAddr,
+    checker: Checker,
+    batch: Batch,
+}
+
+/// The one socket slot, held for `hold` (the holding check's timeout) from now.
+fn one_socket_slot_held_for(hold: Duration) -> SlotHeld {
     let silent = common::SilentListener::new();
     let listener = common::open_listener();
     let address = listener.local_addr().unwrap();
     let checker = Checker::builder().max_sockets(1).spawn().unwrap();
-    (silent, listener, address, checker)
+    let mut batch = checker.batch();
+    batch.submit(0, silent.address, hold).unwrap();
+    batch.flush();
+    SlotHeld {
+        _silent: silent,
+        listener,
+        address,
+        checker,
+        batch,
+    }
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use shaker_wire::skip::{skip, skip_unless_root};
+use shaker_wire::skip::skip;
 use tcp_shaker::{CheckError, CheckOptions, Checker, ErrorKind, Outcome, Phase, Report};
 
 const LOCALHOST_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -224,35 +224,25 @@ fn saturated_resolver_threads_give_not_started_naming_them() {
         .unwrap();
 
     let mut blocked = checker.batch();
-    blocked
-        .submit(1, ("block1.test", port), Duration::from_secs(30))
-        .unwrap();
-    blocked
-        .submit(2, ("block2.test", port), Duration::from_secs(30))
-        .unwrap();
+    for (tag, name) in [(1, "block1.test"), (2, "block2.test")] {
+        blocked
+            .submit(tag, (name, port), Duration::from_secs(30))
+            .unwrap();
+    }
     blocked.flush();
     thread::sleep(Duration::from_millis(100)); // both threads now hold a lookup
 
     let options = CheckOptions::new(Duration::from_secs(10)).start_within(START_WITHIN);
-    let started = Instant::now();
-    let result = checker.check(("fast.test", port), options);
-    let took = started.elapsed();
-    let error = match result {
-        Err(error) => error,
-        Ok(report) => panic!(
-            "with every resolver thread busy, a check with start_within {START_WITHIN:?} gave \
-             {report:?} after {took:?}"
-        ),
-    };
-    assert_eq!(error.kind(), ErrorKind::NotStarted, "{error}");
-    assert_eq!(error.target(), format!("fast.test:{port}"), "{error}");
+    let (error, took) = common::failing_check(
+        &checker,
+        ("fast.test", port),
+        options,
+        &format!("with every resolver thread busy, a check with start_within {START_WITHIN:?}"),
+    );
+    common::assert_not_started(&error, &format!("fast.test:{port}"), took, START_WITHIN);
     assert!(
         error.to_string().contains("resolver threads"),
         "the error does not name the resolver threads: {error}"
-    );
-    assert!(
-        took <= START_WITHIN + common::SCHEDULING_MARGIN,
-        "NotStarted came after {took:?}, start_within {START_WITHIN:?}"
     );
 
     gate.open();
@@ -490,13 +480,6 @@ fn localhost_in_etc_hosts() -> bool {
 #[test]
 fn a_dead_dns_server_delays_only_its_names() {
     const TEST: &str = "dns::a_dead_dns_server_delays_only_its_names";
-    if skip_unless_root(TEST, "creating a network namespace") {
-        return;
-    }
-    if let Some(tool) = netns::missing_tool(&["ip"]) {
-        skip(TEST, &format!("the `{tool}` binary is missing (iproute2)"));
-        return;
-    }
     if let Some(reason) = netns::lookups_escape_namespaces() {
         skip(TEST, &reason);
         return;
@@ -505,7 +488,9 @@ fn a_dead_dns_server_delays_only_its_names() {
         skip(TEST, "/etc/hosts has no `127.0.0.1 localhost` line");
         return;
     }
-    let namespace = netns::NetNs::new();
+    let Some(namespace) = netns::NetNs::for_test(TEST, &["ip"]) else {
+        return;
+    };
     let _resolv_conf = NetnsResolvConf::write(
         namespace.name(),
         "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n",
@@ -517,9 +502,8 @@ fn a_dead_dns_server_delays_only_its_names() {
         "dns::dns_child",
         CHILD,
     );
-    // Generous: the scenario takes the checks' timeout, then the child exits.
-    let finished = child::run(command, Duration::from_secs(60));
-    finished.assert_passed(MARKER);
+    // The scenario takes the checks' timeout, then the child exits.
+    let finished = child::run_passed(command, MARKER);
 
     let verdicts: Vec<(&str, &str)> = finished
         .lines_after(RESULT)

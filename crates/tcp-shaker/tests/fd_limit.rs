@@ -27,9 +27,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[test]
 fn running_out_of_descriptors_gives_a_typed_error_and_recovers() {
-    // Generous: the scenario takes a few seconds.
-    let command = child::scenario("fd_limit::fd_limit_child", CHILD);
-    child::run(command, Duration::from_secs(60)).assert_passed(MARKER);
+    child::run_passed(child::scenario("fd_limit::fd_limit_child", CHILD), MARKER);
 }
 
 /// The scenario, run only in the child process (see the module documentation).

@@ -9,6 +9,7 @@ use crate::common;
 use crate::common::child;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -16,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcp_shaker::{Check, CheckOptions, Checker};
+use tcp_shaker::{Batch, Check, CheckOptions, Checker};
 
 /// Taken by every test of this binary before it opens anything, through [`fd_counting`].
 static FD_COUNTING: Mutex<()> = Mutex::new(());
@@ -57,6 +58,44 @@ impl Scene {
             baseline: common::open_fds(),
         }
     }
+
+    /// The sockets of `what` (dropped just now) are closed promptly, long before their deadline,
+    /// and the checker is unharmed: a new check of the silent port is made (and times out).
+    fn closed_at_once_and_unharmed(&self, what: &str) {
+        expect_back_to(
+            self.baseline,
+            &format!(
+                "sockets of {what} still open {PROMPTLY:?} after the drop (deadline \
+                 {LONG_TIMEOUT:?})"
+            ),
+        );
+        let report = self
+            .checker
+            .check(self.silent.address, Duration::from_millis(200))
+            .unwrap();
+        assert_eq!(report.outcome(), tcp_shaker::Outcome::TimedOut);
+    }
+
+    /// Drops the checker, which ended `how` ("stopped", "dropped"), and expects every
+    /// descriptor it opened closed.
+    fn close(self, how: &str) {
+        let Scene {
+            without_checker,
+            checker,
+            ..
+        } = self;
+        drop(checker);
+        expect_back_to(
+            without_checker,
+            &format!("the {how} checker left descriptors open"),
+        );
+    }
+}
+
+/// [`fd_counting`], in a child process where the test `test` runs [`child::alone`]; `None` in
+/// the parent, once that child has passed.
+fn fd_counting_alone(test: &str) -> Option<FdCounting> {
+    child::alone(test).then(fd_counting)
 }
 
 /// Waits for the other tests of this binary to finish counting. Take it first, so that it is
@@ -113,29 +152,6 @@ fn expect_back_to(base: usize, what: &str) {
     assert_eq!(after, base, "{what}");
 }
 
-/// A check of the silent listener is still made (and times out): the loop is unharmed.
-fn expect_still_checking(checker: &Checker, silent: std::net::SocketAddr) {
-    let report = checker.check(silent, Duration::from_millis(200)).unwrap();
-    assert_eq!(report.outcome(), tcp_shaker::Outcome::TimedOut);
-}
-
-/// The sockets of `what` (dropped just now) are closed promptly, long before their deadline,
-/// and the checker is unharmed: a new check of the silent port is made (and times out).
-fn closed_at_once_and_unharmed(
-    baseline: usize,
-    what: &str,
-    checker: &Checker,
-    silent: std::net::SocketAddr,
-) {
-    expect_back_to(
-        baseline,
-        &format!(
-            "sockets of {what} still open {PROMPTLY:?} after the drop (deadline {LONG_TIMEOUT:?})"
-        ),
-    );
-    expect_still_checking(checker, silent);
-}
-
 /// Polls each check once with a waker that does nothing: enough to submit it.
 fn poll_once(checks: &mut [Pin<Box<Check>>]) {
     let mut cx = Context::from_waker(Waker::noop());
@@ -147,15 +163,40 @@ fn poll_once(checks: &mut [Pin<Box<Check>>]) {
     }
 }
 
+/// A batch of `checks` checks of `address` (tags `0..checks`, each of [`LONG_TIMEOUT`]), flushed
+/// to the loop.
+fn batch_in_flight(checker: &Checker, address: SocketAddr, checks: u64) -> Batch {
+    let mut batch = checker.batch();
+    for tag in 0..checks {
+        batch.submit(tag, address, LONG_TIMEOUT).unwrap();
+    }
+    batch.flush();
+    batch
+}
+
+/// `checks` futures checking `address` (each of [`LONG_TIMEOUT`]), each polled once: submitted.
+fn futures_in_flight(
+    checker: &Checker,
+    address: SocketAddr,
+    checks: usize,
+) -> Vec<Pin<Box<Check>>> {
+    let mut futures: Vec<_> = (0..checks)
+        .map(|_| Box::pin(checker.check_async(address, LONG_TIMEOUT)))
+        .collect();
+    poll_once(&mut futures);
+    futures
+}
+
 #[test]
 fn a_hundred_thousand_checks_leave_no_descriptor_open() {
-    if !child::alone("leaks::a_hundred_thousand_checks_leave_no_descriptor_open") {
+    let Some(_counting) =
+        fd_counting_alone("leaks::a_hundred_thousand_checks_leave_no_descriptor_open")
+    else {
         return;
-    }
+    };
     const CHECKS: u64 = 100_000;
     const IN_FLIGHT: u64 = 200;
 
-    let _counting = fd_counting();
     let listener = common::open_listener();
     let address = listener.local_addr().unwrap();
     let without_checker = common::open_fds();
@@ -228,67 +269,40 @@ fn dropping_futures_mid_check_closes_their_sockets() {
 
     // Dropped right after their first poll: most are still on their way into the loop, which
     // must skip (or cancel) the checks of futures that are already gone.
-    let mut checks: Vec<_> = (0..CHECKS)
-        .map(|_| {
-            Box::pin(
-                scene
-                    .checker
-                    .check_async(scene.silent.address, LONG_TIMEOUT),
-            )
-        })
-        .collect();
-    poll_once(&mut checks);
-    drop(checks);
+    drop(futures_in_flight(
+        &scene.checker,
+        scene.silent.address,
+        CHECKS,
+    ));
     expect_back_to(scene.baseline, "checks dropped at once left sockets open");
 
     // Dropped once every one of them holds a socket waiting for an answer that never comes.
-    let mut checks: Vec<_> = (0..CHECKS)
-        .map(|_| {
-            Box::pin(
-                scene
-                    .checker
-                    .check_async(scene.silent.address, LONG_TIMEOUT),
-            )
-        })
-        .collect();
-    poll_once(&mut checks);
+    let mut checks = futures_in_flight(&scene.checker, scene.silent.address, CHECKS);
     expect_sockets(
         scene.baseline,
         CHECKS,
         "expected one socket per check in flight",
     );
-    poll_once(&mut checks); // still waiting: the scene.silent listener never answers
+    poll_once(&mut checks); // still waiting: the silent listener never answers
     drop(checks);
-    closed_at_once_and_unharmed(
-        scene.baseline,
-        "dropped futures",
-        &scene.checker,
-        scene.silent.address,
-    );
+    scene.closed_at_once_and_unharmed("dropped futures");
     assert_eq!(common::open_fds(), scene.baseline);
 
-    drop(scene.checker);
-    expect_back_to(
-        scene.without_checker,
-        "the dropped scene.checker left descriptors open",
-    );
+    scene.close("dropped");
 }
 
 #[test]
 fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
-    if !child::alone(
+    let Some(scene) = Scene::alone(
         "leaks::stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything",
-    ) {
+    ) else {
         return;
-    }
+    };
     const THREADS: usize = 8;
 
-    let _counting = fd_counting();
-    let silent = common::SilentListener::new();
+    let (checker, silent) = (&scene.checker, &scene.silent);
     let target = silent.address.to_string();
-    let without_checker = common::open_fds();
-    let checker = Checker::new().unwrap();
-    let with_checker = common::open_fds();
+    let with_checker = scene.baseline;
 
     let (results, returned) = mpsc::channel();
     let waiters: Vec<_> = (0..THREADS)
@@ -357,34 +371,25 @@ fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
     assert!(asked.elapsed() < PROMPTLY, "took {:?}", asked.elapsed());
     drop(batch);
 
-    drop(checker);
-    expect_back_to(without_checker, "the stopped checker left descriptors open");
+    scene.close("stopped");
 }
 
 #[test]
 fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
-    if !child::alone("leaks::stopping_a_checker_under_a_batch_and_futures_answers_them_stopped") {
+    let Some(scene) =
+        Scene::alone("leaks::stopping_a_checker_under_a_batch_and_futures_answers_them_stopped")
+    else {
         return;
-    }
+    };
     const BATCHED: u64 = 50;
     const FUTURES: usize = 50;
 
-    let _counting = fd_counting();
-    let silent = common::SilentListener::new();
+    let (checker, silent) = (&scene.checker, &scene.silent);
     let target = silent.address.to_string();
-    let without_checker = common::open_fds();
-    let checker = Checker::new().unwrap();
-    let with_checker = common::open_fds();
+    let with_checker = scene.baseline;
 
-    let mut batch = checker.batch();
-    for tag in 0..BATCHED {
-        batch.submit(tag, silent.address, LONG_TIMEOUT).unwrap();
-    }
-    batch.flush();
-    let mut checks: Vec<_> = (0..FUTURES)
-        .map(|_| Box::pin(checker.check_async(silent.address, LONG_TIMEOUT)))
-        .collect();
-    poll_once(&mut checks);
+    let mut batch = batch_in_flight(checker, silent.address, BATCHED);
+    let mut checks = futures_in_flight(checker, silent.address, FUTURES);
     // And one future awaited by an executor, which must be woken by the stop.
     let awaited = {
         let check = checker.check_async(silent.address, LONG_TIMEOUT);
@@ -428,21 +433,22 @@ fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
     });
     common::assert_stopped(&result, &target);
 
-    drop((checks, batch, checker));
-    expect_back_to(without_checker, "the stopped checker left descriptors open");
+    drop((checks, batch));
+    scene.close("stopped");
 }
 
 /// The loop lives as long as any batch or future made from a checker; when the last of them
 /// goes, the loop stops and closes every socket, long before the checks' deadlines.
 #[test]
 fn dropping_every_handle_with_checks_in_flight_closes_everything() {
-    if !child::alone("leaks::dropping_every_handle_with_checks_in_flight_closes_everything") {
+    let Some(_counting) =
+        fd_counting_alone("leaks::dropping_every_handle_with_checks_in_flight_closes_everything")
+    else {
         return;
-    }
+    };
     const BATCHED: u64 = 50;
     const FUTURES: usize = 50;
 
-    let _counting = fd_counting();
     let silent = common::SilentListener::new();
     let listener = common::open_listener();
     let without_checker = common::open_fds();
@@ -451,15 +457,8 @@ fn dropping_every_handle_with_checks_in_flight_closes_everything() {
     for future_goes_last in [true, false] {
         let checker = Checker::new().unwrap();
         let with_checker = common::open_fds();
-        let mut batch = checker.batch();
-        for tag in 0..BATCHED {
-            batch.submit(tag, silent.address, LONG_TIMEOUT).unwrap();
-        }
-        batch.flush();
-        let mut checks: Vec<_> = (0..FUTURES)
-            .map(|_| Box::pin(checker.check_async(silent.address, LONG_TIMEOUT)))
-            .collect();
-        poll_once(&mut checks);
+        let mut batch = batch_in_flight(&checker, silent.address, BATCHED);
+        let checks = futures_in_flight(&checker, silent.address, FUTURES);
         let sockets = BATCHED as usize + FUTURES;
         expect_sockets(with_checker, sockets, "expected every check in flight");
 
@@ -475,6 +474,11 @@ fn dropping_every_handle_with_checks_in_flight_closes_everything() {
         assert!(completion.result.unwrap().is_open());
         assert_eq!(common::open_fds(), with_checker + sockets);
 
+        let last = if future_goes_last {
+            "a future"
+        } else {
+            "the batch"
+        };
         let dropping = Instant::now();
         if future_goes_last {
             // The dropped batch's checks stay in flight, held by the futures' loop...
@@ -487,19 +491,12 @@ fn dropping_every_handle_with_checks_in_flight_closes_everything() {
         }
         let after = wait_for_fds(PROMPTLY, |count| count == without_checker);
         eprintln!(
-            "last handle a {}: everything closed {:?} after the drops began",
-            if future_goes_last { "future" } else { "batch" },
+            "last handle {last}: everything closed {:?} after the drops began",
             dropping.elapsed()
         );
         assert_eq!(
-            after,
-            without_checker,
-            "descriptors left open after every handle was dropped (last: {})",
-            if future_goes_last {
-                "a future"
-            } else {
-                "the batch"
-            }
+            after, without_checker,
+            "descriptors left open after every handle was dropped (last: {last})"
         );
     }
 }
@@ -512,31 +509,16 @@ fn a_dropped_batch_closes_its_sockets_at_once() {
     };
     const BATCHED: u64 = 50;
 
-    let mut batch = scene.checker.batch();
-    for tag in 0..BATCHED {
-        batch
-            .submit(tag, scene.silent.address, LONG_TIMEOUT)
-            .unwrap();
-    }
-    batch.flush();
+    let batch = batch_in_flight(&scene.checker, scene.silent.address, BATCHED);
     expect_sockets(
         scene.baseline,
         BATCHED as usize,
         "expected every check in flight",
     );
     drop(batch);
-    closed_at_once_and_unharmed(
-        scene.baseline,
-        "a dropped batch",
-        &scene.checker,
-        scene.silent.address,
-    );
+    scene.closed_at_once_and_unharmed("a dropped batch");
 
-    drop(scene.checker);
-    expect_back_to(
-        scene.without_checker,
-        "the dropped scene.checker left descriptors open",
-    );
+    scene.close("dropped");
 }
 
 /// A flood of checks never opens more sockets than `max_sockets`: the rest wait their turn
@@ -544,14 +526,14 @@ fn a_dropped_batch_closes_its_sockets_at_once() {
 /// whole of its own timeout: the wait for a socket slot is not the target's time.
 #[test]
 fn a_flood_of_checks_is_held_to_max_sockets() {
-    if !child::alone("leaks::a_flood_of_checks_is_held_to_max_sockets") {
+    let Some(_counting) = fd_counting_alone("leaks::a_flood_of_checks_is_held_to_max_sockets")
+    else {
         return;
-    }
+    };
     const MAX_SOCKETS: usize = 8;
     const CHECKS: u64 = 64;
     const TIMEOUT: Duration = Duration::from_millis(400);
 
-    let _counting = fd_counting();
     let silent = common::SilentListener::new();
     let checker = Checker::builder().max_sockets(MAX_SOCKETS).spawn().unwrap();
     let baseline = common::open_fds();

@@ -2,10 +2,29 @@
 
 use crate::common;
 
-use std::thread;
+use std::net::TcpListener;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use tcp_shaker::{Checker, CheckerBuilder, ErrorKind, EventLoop};
+use tcp_shaker::{CheckError, Checker, CheckerBuilder, ErrorKind, EventLoop, Report};
+
+/// An open listener, a checker whose loop is built but not run, and a blocking check of the
+/// listener (with `timeout`) on a thread of its own, given the time to be submitted: it waits for
+/// the loop.
+fn a_check_queued_before_the_loop(
+    timeout: Duration,
+) -> (
+    TcpListener,
+    Checker,
+    EventLoop,
+    JoinHandle<Result<Report, CheckError>>,
+) {
+    let listener = common::open_listener();
+    let (checker, event_loop) = Checker::builder().build().unwrap();
+    let queued = common::check_on_a_thread(&checker, listener.local_addr().unwrap(), timeout);
+    thread::sleep(Duration::from_millis(50));
+    (listener, checker, event_loop, queued)
+}
 
 #[test]
 fn handles_cross_threads() {
@@ -22,15 +41,9 @@ fn handles_cross_threads() {
 
 #[test]
 fn a_loop_run_on_our_own_thread_serves_checks_until_stopped() {
-    let listener = common::open_listener();
-    let (checker, event_loop) = Checker::builder().build().unwrap();
     // A check submitted before the loop runs waits for it.
-    let early = {
-        let checker = checker.clone();
-        let address = listener.local_addr().unwrap();
-        thread::spawn(move || checker.check(address, Duration::from_secs(5)))
-    };
-    thread::sleep(Duration::from_millis(50));
+    let (listener, checker, event_loop, early) =
+        a_check_queued_before_the_loop(Duration::from_secs(5));
     let loop_thread = thread::spawn(move || event_loop.run());
     assert!(early.join().unwrap().unwrap().is_open());
     assert!(!checker.is_stopped());
@@ -54,11 +67,7 @@ fn stop_fails_checks_in_flight_at_once() {
     let silent = common::SilentListener::new();
     let checker = Checker::new().unwrap();
     let waiting: Vec<_> = (0..8)
-        .map(|_| {
-            let checker = checker.clone();
-            let address = silent.address;
-            thread::spawn(move || checker.check(address, Duration::from_secs(60)))
-        })
+        .map(|_| common::check_on_a_thread(&checker, silent.address, Duration::from_secs(60)))
         .collect();
     thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
@@ -77,14 +86,8 @@ fn stop_fails_checks_in_flight_at_once() {
 
 #[test]
 fn stopping_a_loop_that_never_ran_fails_its_queued_checks() {
-    let listener = common::open_listener();
-    let (checker, event_loop) = Checker::builder().build().unwrap();
-    let queued = {
-        let checker = checker.clone();
-        let address = listener.local_addr().unwrap();
-        thread::spawn(move || checker.check(address, Duration::from_secs(60)))
-    };
-    thread::sleep(Duration::from_millis(50));
+    let (_listener, checker, event_loop, queued) =
+        a_check_queued_before_the_loop(Duration::from_secs(60));
     drop(event_loop);
     assert_eq!(
         queued.join().unwrap().unwrap_err().kind(),

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shaker_wire::skip::{skip, skip_unless_root};
+use shaker_wire::skip::skip;
 use socket2::{Domain, Socket, Type};
 use tcp_shaker::{Checker, ErrorKind, Outcome, Report};
 
@@ -33,18 +33,6 @@ use crate::common::netns::NetNs;
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// The deadline of the checks that are meant to time out.
 const DROP_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A fresh namespace for `test`, or `None` after reporting a skip when a tool is missing.
-fn namespace(test: &str, tools: &[&str]) -> Option<NetNs> {
-    if let Some(tool) = netns::missing_tool(tools) {
-        skip(
-            test,
-            &format!("the `{tool}` binary is missing (packages iproute2 and nftables)"),
-        );
-        return None;
-    }
-    Some(NetNs::new())
-}
 
 /// How the kernel answers a non-blocking `connect()`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +117,27 @@ fn rule_hits(namespace: &NetNs) -> u64 {
     hits
 }
 
+/// Checks `target` with `timeout` through the namespace's rule, and asserts that the check's SYN
+/// met it; returns the report and how long the check took.
+fn check_through_the_rule(
+    namespace: &NetNs,
+    checker: &Checker,
+    target: SocketAddr,
+    timeout: Duration,
+) -> (Report, Duration) {
+    let hits = rule_hits(namespace);
+    let started = Instant::now();
+    let report = checker
+        .check(target, timeout)
+        .unwrap_or_else(|error| panic!("{target}: {error}"));
+    let waited = started.elapsed();
+    assert!(
+        rule_hits(namespace) > hits,
+        "the check's SYN never met the rule"
+    );
+    (report, waited)
+}
+
 /// An nftables table with one rule, on hook `hook`, for TCP to `target`.
 fn ruleset(hook: &str, target: SocketAddr, verdict: &str) -> String {
     let daddr = match target {
@@ -171,57 +180,41 @@ fn assert_unreachable_at_once(namespace: &NetNs, target: &str, errno: i32) {
     assert_eq!(report.address(), Some(target));
 }
 
-#[test]
-fn unreachable_route_is_unreachable() {
-    if skip_unless_root(
-        "namespaces::unreachable_route_is_unreachable",
-        "creating a network namespace",
-    ) {
-        return;
-    }
-    let Some(namespace) = namespace("namespaces::unreachable_route_is_unreachable", &["ip"]) else {
+/// With a route of type `route` (`unreachable`, `prohibit`) to a documentation range, for IPv4
+/// and IPv6, `connect()` fails at once with `errno` and a check of an address there is
+/// unreachable.
+fn assert_route_is_unreachable(test: &str, route: &str, errno: i32) {
+    let Some(namespace) = NetNs::for_test(test, &["ip"]) else {
         return;
     };
-    namespace.exec(&["ip", "route", "add", "unreachable", "198.51.100.0/24"]);
-    namespace.exec(&[
-        "ip",
-        "-6",
-        "route",
-        "add",
+    namespace.exec(&["ip", "route", "add", route, "198.51.100.0/24"]);
+    namespace.exec(&["ip", "-6", "route", "add", route, "2001:db8:51::/48"]);
+    assert_unreachable_at_once(&namespace, "198.51.100.1:80", errno);
+    assert_unreachable_at_once(&namespace, "[2001:db8:51::1]:80", errno);
+}
+
+#[test]
+fn unreachable_route_is_unreachable() {
+    assert_route_is_unreachable(
+        "namespaces::unreachable_route_is_unreachable",
         "unreachable",
-        "2001:db8:51::/48",
-    ]);
-    assert_unreachable_at_once(&namespace, "198.51.100.1:80", libc::EHOSTUNREACH);
-    assert_unreachable_at_once(&namespace, "[2001:db8:51::1]:80", libc::EHOSTUNREACH);
+        libc::EHOSTUNREACH,
+    );
 }
 
 #[test]
 fn prohibit_route_is_unreachable() {
-    if skip_unless_root(
+    assert_route_is_unreachable(
         "namespaces::prohibit_route_is_unreachable",
-        "creating a network namespace",
-    ) {
-        return;
-    }
-    let Some(namespace) = namespace("namespaces::prohibit_route_is_unreachable", &["ip"]) else {
-        return;
-    };
-    namespace.exec(&["ip", "route", "add", "prohibit", "198.51.100.0/24"]);
-    namespace.exec(&["ip", "-6", "route", "add", "prohibit", "2001:db8:51::/48"]);
-    assert_unreachable_at_once(&namespace, "198.51.100.1:80", libc::EACCES);
-    assert_unreachable_at_once(&namespace, "[2001:db8:51::1]:80", libc::EACCES);
+        "prohibit",
+        libc::EACCES,
+    );
 }
 
 /// Without any route (the namespace has only `lo`), the kernel says "network unreachable".
 #[test]
 fn no_route_is_unreachable() {
-    if skip_unless_root(
-        "namespaces::no_route_is_unreachable",
-        "creating a network namespace",
-    ) {
-        return;
-    }
-    let Some(namespace) = namespace("namespaces::no_route_is_unreachable", &["ip"]) else {
+    let Some(namespace) = NetNs::for_test("namespaces::no_route_is_unreachable", &["ip"]) else {
         return;
     };
     assert_unreachable_at_once(&namespace, "192.0.2.1:80", libc::ENETUNREACH);
@@ -232,10 +225,7 @@ fn no_route_is_unreachable() {
 /// The error comes back as a packet after `connect()` has returned `EINPROGRESS`: the checker
 /// learns of it from `SO_ERROR` once the socket is ready.
 fn assert_rejection_is_unreachable(test: &str, v6: bool, reject: &str, errno: i32) {
-    if skip_unless_root(test, "creating a network namespace") {
-        return;
-    }
-    let Some(namespace) = namespace(test, &["ip", "nft"]) else {
+    let Some(namespace) = NetNs::for_test(test, &["ip", "nft"]) else {
         return;
     };
     let listener = namespace.run(if v6 {
@@ -261,22 +251,13 @@ fn assert_rejection_is_unreachable(test: &str, v6: bool, reject: &str, errno: i3
     );
     eprintln!("{target} rejected with {reject}: {answer}");
 
-    let hits = rule_hits(&namespace);
-    let started = Instant::now();
-    let report = checker
-        .check(target, TIMEOUT)
-        .unwrap_or_else(|error| panic!("{target}: {error}"));
-    let waited = started.elapsed();
+    let (report, waited) = check_through_the_rule(&namespace, &checker, target, TIMEOUT);
     assert_eq!(
         report.outcome(),
         Outcome::Unreachable,
         "{target} rejected with {reject}: {report:?}"
     );
     assert_eq!(report.address(), Some(target));
-    assert!(
-        rule_hits(&namespace) > hits,
-        "the check's SYN never met the rule"
-    );
     eprintln!("{target} rejected with {reject}: {report:?}, {waited:?} in all");
 }
 
@@ -343,10 +324,7 @@ fn rejected_with_no_route_v6_is_unreachable() {
 /// A listener inside the namespace whose SYNs a rule on `hook` drops: the check times out, no
 /// sooner than its deadline and not much later.
 fn assert_drop_times_out(test: &str, hook: &str, listen: fn() -> TcpListener) {
-    if skip_unless_root(test, "creating a network namespace") {
-        return;
-    }
-    let Some(namespace) = namespace(test, &["ip", "nft"]) else {
+    let Some(namespace) = NetNs::for_test(test, &["ip", "nft"]) else {
         return;
     };
     let listener = namespace.run(listen);
@@ -358,12 +336,7 @@ fn assert_drop_times_out(test: &str, hook: &str, listen: fn() -> TcpListener) {
     assert!(report.is_open(), "{target} before the rule: {report:?}");
 
     namespace.nft(&ruleset(hook, target, "drop"));
-    let hits = rule_hits(&namespace);
-    let started = Instant::now();
-    let report = checker
-        .check(target, DROP_TIMEOUT)
-        .unwrap_or_else(|error| panic!("{target}: {error}"));
-    let waited = started.elapsed();
+    let (report, waited) = check_through_the_rule(&namespace, &checker, target, DROP_TIMEOUT);
     assert_eq!(report.outcome(), Outcome::TimedOut, "{target}: {report:?}");
     assert_eq!(report.address(), Some(target));
     assert!(
@@ -377,10 +350,6 @@ fn assert_drop_times_out(test: &str, hook: &str, listen: fn() -> TcpListener) {
     assert!(
         waited <= DROP_TIMEOUT + common::SCHEDULING_MARGIN,
         "{target}: answered after {waited:?}, long after the deadline of {DROP_TIMEOUT:?}"
-    );
-    assert!(
-        rule_hits(&namespace) > hits,
-        "the check's SYN never met the rule"
     );
     eprintln!("{target} dropped on {hook}: {report:?}, {waited:?} in all");
 }
@@ -417,17 +386,12 @@ fn dropped_on_output_v4_times_out() {
 /// target, well before the deadline (a lookup that outlived it would be `Ok(TimedOut)`).
 #[test]
 fn unresolvable_name_is_a_resolve_error() {
-    if skip_unless_root(
-        "namespaces::unresolvable_name_is_a_resolve_error",
-        "creating a network namespace",
-    ) {
-        return;
-    }
     if let Some(reason) = netns::lookups_escape_namespaces() {
         skip("namespaces::unresolvable_name_is_a_resolve_error", &reason);
         return;
     }
-    let Some(namespace) = namespace("namespaces::unresolvable_name_is_a_resolve_error", &["ip"])
+    let Some(namespace) =
+        NetNs::for_test("namespaces::unresolvable_name_is_a_resolve_error", &["ip"])
     else {
         return;
     };
@@ -460,13 +424,7 @@ fn current_namespace() -> PathBuf {
 /// resolves names on threads inside the namespace too.
 #[test]
 fn listeners_inside_the_namespace_are_open() {
-    if skip_unless_root(
-        "namespaces::listeners_inside_the_namespace_are_open",
-        "creating a network namespace",
-    ) {
-        return;
-    }
-    let Some(namespace) = namespace(
+    let Some(namespace) = NetNs::for_test(
         "namespaces::listeners_inside_the_namespace_are_open",
         &["ip"],
     ) else {
@@ -524,7 +482,7 @@ fn listeners_inside_the_namespace_are_open() {
 #[test]
 fn a_check_that_connects_to_itself_is_closed() {
     const PORT: u16 = 40000;
-    let Some(namespace) = namespace(
+    let Some(namespace) = NetNs::for_test(
         "namespaces::a_check_that_connects_to_itself_is_closed",
         &["ip", "sh"],
     ) else {

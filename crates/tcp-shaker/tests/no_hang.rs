@@ -153,11 +153,7 @@ const FORKED: &str = "FORKED ";
 /// check's timeout; the parent's checker is unharmed.
 #[test]
 fn a_checker_used_in_a_forked_child_fails_within_the_timeout() {
-    let finished = child::run(
-        child::scenario("no_hang::fork_child", FORK_CHILD),
-        Duration::from_secs(60),
-    );
-    finished.assert_passed(MARKER);
+    let finished = child::run_passed(child::scenario("no_hang::fork_child", FORK_CHILD), MARKER);
     let verdicts: Vec<&str> = finished.lines_after(FORKED).collect();
     assert!(
         !verdicts.is_empty(),

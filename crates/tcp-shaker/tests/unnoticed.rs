@@ -47,12 +47,7 @@ fn assert_unnoticed(listener: &TcpListener, total: u64) {
             submitted += 1;
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {total} checks did not find {target} open; the first: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(10)]
-    );
+    common::assert_none_failed(&failures, total, &format!("did not find {target} open"));
     assert_eq!(open, total);
     assert!(seen.iter().all(|&done| done), "every check completed");
     std::thread::sleep(PAST_DELAYED_ACK);

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use capture::skip::skip_unless_root;
 use capture::{ACK, Capture, Connection, Conversations, FIN, RST, SYN};
-use tcp_shaker::{CheckOptions, Checker, Handshake, Outcome};
+use tcp_shaker::{CheckOptions, Checker, CheckerBuilder, Handshake, Outcome};
 
 /// The deadline of each check: generous, a check of a local port answers in microseconds.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,11 +128,16 @@ fn assert_syn_synack_rst(connection: &Connection, all: &Conversations) {
     );
 }
 
-/// The whole RST-mode assertion: every connection SYN, SYN-ACK, RST, one per check, and nothing
-/// for the listener's application to accept.
-fn assert_every_check_half_open(test: &str, listener: &TcpListener) {
+/// The whole RST-mode assertion, for `test` (skipped unless this process is root) and a listener
+/// opened by `listen`: every connection SYN, SYN-ACK, RST, one per check, and nothing for the
+/// listener's application to accept.
+fn assert_every_check_half_open(test: &str, listen: fn() -> TcpListener) {
+    if skip_unless_root(test, "an AF_PACKET capture on lo") {
+        return;
+    }
+    let listener = listen();
     let checker = Checker::new().unwrap();
-    let conversations = capture_while(listener, |target| {
+    let conversations = capture_while(&listener, |target| {
         check_open(&checker, target, CHECKS, |_| CheckOptions::new(TIMEOUT));
     });
     eprintln!("{test}: {:?}", tally(&conversations));
@@ -155,7 +160,7 @@ fn assert_every_check_half_open(test: &str, listener: &TcpListener) {
         assert_syn_synack_rst(connection, &conversations);
     }
     assert_eq!(
-        common::accept_all(listener),
+        common::accept_all(&listener),
         0,
         "the listener's application accepted a check"
     );
@@ -163,20 +168,18 @@ fn assert_every_check_half_open(test: &str, listener: &TcpListener) {
 
 #[test]
 fn zero_linger_checks_are_syn_synack_rst_ipv4() {
-    let test = "wire::zero_linger_checks_are_syn_synack_rst_ipv4";
-    if skip_unless_root(test, "an AF_PACKET capture on lo") {
-        return;
-    }
-    assert_every_check_half_open(test, &common::open_listener());
+    assert_every_check_half_open(
+        "wire::zero_linger_checks_are_syn_synack_rst_ipv4",
+        common::open_listener,
+    );
 }
 
 #[test]
 fn zero_linger_checks_are_syn_synack_rst_ipv6() {
-    let test = "wire::zero_linger_checks_are_syn_synack_rst_ipv6";
-    if skip_unless_root(test, "an AF_PACKET capture on lo") {
-        return;
-    }
-    assert_every_check_half_open(test, &common::open_listener_v6());
+    assert_every_check_half_open(
+        "wire::zero_linger_checks_are_syn_synack_rst_ipv6",
+        common::open_listener_v6,
+    );
 }
 
 /// The closing sequence of a check without zero linger: the client's FIN carries the ACK that
@@ -230,35 +233,42 @@ fn assert_closed_with_fin(connection: &Connection, all: &Conversations) {
     );
 }
 
-/// Captures `CHECKS` checks made with `options(i)`, then lets the listener's application accept
-/// and close what it can, and returns the connections with the number accepted.
+/// Captures `CHECKS` checks of a fresh listener by a checker of `checker`, made with
+/// `options(i)`, then lets the listener's application accept and close what it can, and returns
+/// the connections with the number accepted. Logs their tally for `test`, and asserts that there
+/// is one connection per check. `None`, after reporting a skip, unless this process is root.
 fn capture_and_accept(
-    listener: &TcpListener,
-    checker: &Checker,
+    test: &str,
+    checker: CheckerBuilder,
     options: impl Fn(usize) -> CheckOptions,
-) -> (Conversations, usize) {
+) -> Option<(Conversations, usize)> {
+    if skip_unless_root(test, "an AF_PACKET capture on lo") {
+        return None;
+    }
+    let checker = checker.spawn().unwrap();
+    let listener = common::open_listener();
     let mut accepted = 0;
-    let conversations = capture_while(listener, |target| {
-        check_open(checker, target, CHECKS, options);
+    let conversations = capture_while(&listener, |target| {
+        check_open(&checker, target, CHECKS, options);
         // Past the delayed ACK: the server has ACKed every FIN before its application closes.
         std::thread::sleep(PAST_DELAYED_ACK);
-        accepted = common::accept_all(listener);
+        accepted = common::accept_all(&listener);
     });
-    (conversations, accepted)
+    eprintln!("{test}: {:?}", tally(&conversations));
+    assert_one_connection_per_check(&conversations);
+    Some((conversations, accepted))
 }
 
 #[test]
 fn without_zero_linger_checks_close_with_fin() {
     let test = "wire::without_zero_linger_checks_close_with_fin";
-    if skip_unless_root(test, "an AF_PACKET capture on lo") {
+    let Some((conversations, accepted)) =
+        capture_and_accept(test, Checker::builder().zero_linger(false), |_| {
+            CheckOptions::new(TIMEOUT)
+        })
+    else {
         return;
-    }
-    let listener = common::open_listener();
-    let checker = Checker::builder().zero_linger(false).spawn().unwrap();
-    let (conversations, accepted) =
-        capture_and_accept(&listener, &checker, |_| CheckOptions::new(TIMEOUT));
-    eprintln!("{test}: {:?}", tally(&conversations));
-    assert_one_connection_per_check(&conversations);
+    };
     for connection in &conversations.connections {
         assert_closed_with_fin(connection, &conversations);
     }
@@ -274,18 +284,13 @@ fn without_zero_linger_checks_close_with_fin() {
 #[test]
 fn a_full_handshake_is_syn_synack_ack_rst_and_accepted() {
     let test = "wire::a_full_handshake_is_syn_synack_ack_rst_and_accepted";
-    if skip_unless_root(test, "an AF_PACKET capture on lo") {
+    let Some((conversations, accepted)) =
+        capture_and_accept(test, Checker::builder().handshake(Handshake::Full), |_| {
+            CheckOptions::new(TIMEOUT)
+        })
+    else {
         return;
-    }
-    let listener = common::open_listener();
-    let checker = Checker::builder()
-        .handshake(Handshake::Full)
-        .spawn()
-        .unwrap();
-    let (conversations, accepted) =
-        capture_and_accept(&listener, &checker, |_| CheckOptions::new(TIMEOUT));
-    eprintln!("{test}: {:?}", tally(&conversations));
-    assert_one_connection_per_check(&conversations);
+    };
     for connection in &conversations.connections {
         let sequence = connection.sequence();
         assert!(
@@ -304,22 +309,17 @@ fn a_full_handshake_is_syn_synack_ack_rst_and_accepted() {
 #[test]
 fn zero_linger_off_for_one_check_closes_that_check_with_fin() {
     let test = "wire::zero_linger_off_for_one_check_closes_that_check_with_fin";
-    if skip_unless_root(test, "an AF_PACKET capture on lo") {
-        return;
-    }
-    let listener = common::open_listener();
-    let checker = Checker::new().unwrap();
     // Even checks close with FIN, odd ones keep the checker's default (RST).
-    let (conversations, accepted) = capture_and_accept(&listener, &checker, |i| {
+    let Some((conversations, accepted)) = capture_and_accept(test, Checker::builder(), |i| {
         let options = CheckOptions::new(TIMEOUT);
         if i % 2 == 0 {
             options.zero_linger(false)
         } else {
             options
         }
-    });
-    eprintln!("{test}: {:?}", tally(&conversations));
-    assert_one_connection_per_check(&conversations);
+    }) else {
+        return;
+    };
     let (with_fin, with_rst): (Vec<&Connection>, Vec<&Connection>) = conversations
         .connections
         .iter()

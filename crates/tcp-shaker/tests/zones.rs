@@ -11,7 +11,6 @@ use crate::common::netns;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
-use shaker_wire::skip::{skip, skip_unless_root};
 use tcp_shaker::{Checker, ErrorKind, Target, ToTarget};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,14 +83,9 @@ fn a_scope_id_reaches_the_report() {
 #[test]
 fn a_link_local_address_is_checked_through_its_zone() {
     const TEST: &str = "zones::a_link_local_address_is_checked_through_its_zone";
-    if skip_unless_root(TEST, "creating a network namespace") {
+    let Some(namespace) = netns::NetNs::for_test(TEST, &["ip"]) else {
         return;
-    }
-    if let Some(tool) = netns::missing_tool(&["ip"]) {
-        skip(TEST, &format!("the `{tool}` binary is missing (iproute2)"));
-        return;
-    }
-    let namespace = netns::NetNs::new();
+    };
     namespace.exec(&[
         "ip",
         "-6",

@@ -368,6 +368,14 @@ mod tests {
     /// No process can have this id: ids stay below `pid_max`, which is at most 2^22.
     const NEVER_A_PID: u32 = 1 << 22;
 
+    /// Whether the test `name` (under `netns::tests::`) is skipped, for want of root.
+    fn skipped(name: &str) -> bool {
+        skip_unless_root(
+            &format!("netns::tests::{name}"),
+            "creating network namespaces",
+        )
+    }
+
     /// The network namespace of the calling thread, as `net:[inode]`.
     fn current_namespace() -> PathBuf {
         std::fs::read_link("/proc/thread-self/ns/net").unwrap()
@@ -379,10 +387,7 @@ mod tests {
 
     #[test]
     fn threads_run_and_spawned_inside_are_inside_and_drop_deletes() {
-        if skip_unless_root(
-            "netns::tests::threads_run_and_spawned_inside_are_inside_and_drop_deletes",
-            "creating network namespaces",
-        ) {
+        if skipped("threads_run_and_spawned_inside_are_inside_and_drop_deletes") {
             return;
         }
         let namespace = Namespace::create("shaker-wire-test-").unwrap();
@@ -423,10 +428,7 @@ mod tests {
 
     #[test]
     fn a_panic_inside_is_resumed_and_the_namespace_still_deleted() {
-        if skip_unless_root(
-            "netns::tests::a_panic_inside_is_resumed_and_the_namespace_still_deleted",
-            "creating network namespaces",
-        ) {
+        if skipped("a_panic_inside_is_resumed_and_the_namespace_still_deleted") {
             return;
         }
         let mut name = String::new();
@@ -444,10 +446,7 @@ mod tests {
     /// Only namespaces of the prefix whose process is gone are swept, once per prefix.
     #[test]
     fn the_first_create_of_a_prefix_sweeps_what_dead_processes_left() {
-        if skip_unless_root(
-            "netns::tests::the_first_create_of_a_prefix_sweeps_what_dead_processes_left",
-            "creating network namespaces",
-        ) {
+        if skipped("the_first_create_of_a_prefix_sweeps_what_dead_processes_left") {
             return;
         }
         const PREFIX: &str = "shaker-wire-sweep-";
@@ -484,10 +483,7 @@ mod tests {
 
     #[test]
     fn sysctl_sets_the_namespaces_own_parameter() {
-        if skip_unless_root(
-            "netns::tests::sysctl_sets_the_namespaces_own_parameter",
-            "creating network namespaces",
-        ) {
+        if skipped("sysctl_sets_the_namespaces_own_parameter") {
             return;
         }
         const SOMAXCONN: &str = "/proc/sys/net/core/somaxconn";

@@ -142,6 +142,20 @@ fn udp_in(namespace: &Namespace, ip: std::net::Ipv4Addr) -> (UdpSocket, SocketAd
     (socket, address)
 }
 
+/// Datagram sockets at either end of `line`: a sender in `client`, and a receiver (waiting at
+/// most `read_timeout`) in `server`, with the receiver's address.
+fn datagrams_across(
+    line: &DelayLine,
+    client: &Namespace,
+    server: &Namespace,
+    read_timeout: Duration,
+) -> (UdpSocket, UdpSocket, SocketAddr) {
+    let (receiver, to) = udp_in(server, line.server_address());
+    receiver.set_read_timeout(Some(read_timeout)).unwrap();
+    let (sender, _) = udp_in(client, line.client_address());
+    (sender, receiver, to)
+}
+
 #[test]
 fn datagrams_cross_in_order_one_delay_after_they_were_sent() {
     let test = "delay_line::datagrams_cross_in_order_one_delay_after_they_were_sent";
@@ -151,12 +165,8 @@ fn datagrams_cross_in_order_one_delay_after_they_were_sent() {
     /// As many packets as the handshakes (SYN, SYN-ACK, RST) of 1000 checks.
     const DATAGRAMS: u64 = 3000;
     let line = DelayLine::start(&client, &server, ONE_WAY).unwrap();
-    let (receiver, to) = udp_in(&server, line.server_address());
+    let (sender, receiver, to) = datagrams_across(&line, &client, &server, Duration::from_secs(2));
     set_receive_buffer(&receiver, 16 << 20);
-    receiver
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let (sender, _) = udp_in(&client, line.client_address());
 
     // Each datagram: its number and when it was sent, in nanoseconds since `origin`.
     let origin = Instant::now();
@@ -225,11 +235,7 @@ fn a_full_queue_drops_and_counts_what_it_cannot_hold() {
     // Long enough that the whole burst is read before the first datagram is due.
     let line =
         DelayLine::start_with_queue(&client, &server, Duration::from_millis(200), QUEUE).unwrap();
-    let (receiver, to) = udp_in(&server, line.server_address());
-    receiver
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let (sender, _) = udp_in(&client, line.client_address());
+    let (sender, receiver, to) = datagrams_across(&line, &client, &server, Duration::from_secs(1));
     for number in 0..BURST {
         sender.send_to(&number.to_be_bytes(), to).unwrap();
     }

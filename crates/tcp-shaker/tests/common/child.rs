@@ -6,8 +6,7 @@
 //! variable set ([`scenario`]), waits for it with a bound ([`run`]), and asserts that it ran
 //! and passed ([`Finished::assert_passed`]).
 //!
-//! Include it from a test file next to `mod common;` with
-//! `#[path = "common/child.rs"] mod child;`.
+//! A test module uses it as `use crate::common::child;`.
 
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -103,6 +102,14 @@ impl Finished {
             .lines()
             .filter_map(move |line| line.strip_prefix(prefix))
     }
+}
+
+/// Runs the scenario `command` as [`run`] does, within a minute (generous: a scenario takes
+/// seconds), and fails unless it passed, printing `marker`.
+pub fn run_passed(command: Command, marker: &str) -> Finished {
+    let finished = run(command, Duration::from_secs(60));
+    finished.assert_passed(marker);
+    finished
 }
 
 /// Runs `command` with its output piped, and waits for it for `within` at most; kills it and

@@ -7,9 +7,11 @@ pub mod child;
 pub mod netns;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
+use tcp_shaker::{CheckError, CheckOptions, Checker, ErrorKind, Report, ToTarget};
 
 /// A generous margin for "within the deadline": CI machines stall, and a test must not flake.
 pub const SCHEDULING_MARGIN: Duration = Duration::from_millis(750);
@@ -80,11 +82,65 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// A blocking check of `address` by a clone of `checker`, on a thread of its own.
+pub fn check_on_a_thread(
+    checker: &Checker,
+    address: SocketAddr,
+    timeout: Duration,
+) -> JoinHandle<Result<Report, CheckError>> {
+    let checker = checker.clone();
+    thread::spawn(move || checker.check(address, timeout))
+}
+
+/// A check of `target` that must fail: its error, and how long it took. `what` describes the
+/// check, for the panic if it gives a report instead.
+pub fn failing_check(
+    checker: &Checker,
+    target: impl ToTarget,
+    options: impl Into<CheckOptions>,
+    what: &str,
+) -> (CheckError, Duration) {
+    let started = Instant::now();
+    let result = checker.check(target, options);
+    let took = started.elapsed();
+    match result {
+        Err(error) => (error, took),
+        Ok(report) => panic!("{what} gave {report:?} after {took:?}"),
+    }
+}
+
+/// Asserts that `error`, of a check that took `took`, is `NotStarted`, naming `target`, and came
+/// once `start_within` had passed (within [`SCHEDULING_MARGIN`]).
+pub fn assert_not_started(
+    error: &CheckError,
+    target: &str,
+    took: Duration,
+    start_within: Duration,
+) {
+    assert_eq!(error.kind(), ErrorKind::NotStarted, "{error}");
+    assert_eq!(error.target(), target, "{error}");
+    assert!(
+        took <= start_within + SCHEDULING_MARGIN,
+        "NotStarted came after {took:?}, long after start_within {start_within:?}"
+    );
+}
+
+/// Asserts that none of `total` checks failed: `failures` says how each that did failed, and
+/// `failed` how they failed, for the message (with the first ten).
+pub fn assert_none_failed(failures: &[String], total: u64, failed: &str) {
+    assert!(
+        failures.is_empty(),
+        "{} of {total} checks {failed}; the first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+}
+
 /// Asserts that a check failed because its checker stopped, naming `target`.
-pub fn assert_stopped(result: &Result<tcp_shaker::Report, tcp_shaker::CheckError>, target: &str) {
+pub fn assert_stopped(result: &Result<Report, CheckError>, target: &str) {
     match result {
         Err(error) => {
-            assert_eq!(error.kind(), tcp_shaker::ErrorKind::Stopped, "{error}");
+            assert_eq!(error.kind(), ErrorKind::Stopped, "{error}");
             assert_eq!(error.target(), target, "{error}");
         }
         Ok(report) => panic!("expected the check to be stopped, got {report:?}"),

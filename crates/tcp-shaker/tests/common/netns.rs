@@ -13,13 +13,13 @@
 //! sockets must be inside is started from such a thread ([`NetNs::checker`]); its handle then
 //! works from any thread.
 //!
-//! Include it from a test file next to `mod common;` with
-//! `#[path = "common/netns.rs"] mod netns;`.
+//! A test module uses it as `use crate::common::netns;`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::thread::JoinHandle;
 
 use shaker_wire::netns::Namespace;
+use shaker_wire::skip::{skip, skip_unless_root};
 
 /// Every namespace made here is named `tcpshaker-<pid>-<n>`; the first one of a process deletes
 /// those that processes killed before their guards could run left behind.
@@ -32,6 +32,22 @@ pub struct NetNs {
 }
 
 impl NetNs {
+    /// A fresh namespace for `test`, or `None` after reporting a skip when this process is not
+    /// root or one of `tools` is missing.
+    pub fn for_test(test: &str, tools: &[&str]) -> Option<NetNs> {
+        if skip_unless_root(test, "creating a network namespace") {
+            return None;
+        }
+        if let Some(tool) = missing_tool(tools) {
+            skip(
+                test,
+                &format!("the `{tool}` binary is missing (packages iproute2 and nftables)"),
+            );
+            return None;
+        }
+        Some(NetNs::new())
+    }
+
     /// Creates a uniquely named namespace with `lo` up and no other interface.
     ///
     /// Panics, saying why, if the namespace cannot be made (no root, no `ip`).
