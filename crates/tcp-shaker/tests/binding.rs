@@ -9,8 +9,7 @@ use tcp_shaker::{Checker, ErrorKind};
 
 #[test]
 fn a_source_address_is_used() {
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (listener, address) = common::open_port();
     let checker = Checker::builder()
         .source_address("127.0.0.2".parse().unwrap())
         .zero_linger(false)
@@ -49,8 +48,7 @@ fn a_source_address_is_used() {
 
 #[test]
 fn an_interface_is_used() {
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (listener, address) = common::open_port();
     let on_lo = Checker::builder().interface("lo").spawn().unwrap();
     assert!(
         on_lo

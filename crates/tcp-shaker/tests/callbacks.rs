@@ -158,8 +158,7 @@ fn open_completions(batch: &mut Batch, beside: &str) -> u64 {
 #[test]
 fn a_panicking_waker_cannot_kill_the_loop_or_lose_other_results() {
     const BATCHED: u64 = 100;
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (listener, address) = common::open_port();
     let (checker, event_loop) = Checker::builder().build().unwrap();
 
     let panicking = Arc::new(PanickingWaker::default());
@@ -239,8 +238,7 @@ fn a_panicking_waker_cannot_kill_the_loop_or_lose_other_results() {
 fn a_panicking_waker_amid_a_stream_of_checks_loses_nothing() {
     const ROUNDS: u64 = 20;
     const PER_ROUND: u64 = 50;
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (_listener, address) = common::open_port();
     let checker = Checker::new().unwrap();
     let panicking = Arc::new(PanickingWaker::default());
     let waker = Waker::from(Arc::clone(&panicking));

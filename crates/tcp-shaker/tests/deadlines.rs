@@ -391,8 +391,7 @@ struct SlotHeld {
 /// The one socket slot, held for `hold` (the holding check's timeout) from now.
 fn one_socket_slot_held_for(hold: Duration) -> SlotHeld {
     let silent = common::SilentListener::new();
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (listener, address) = common::open_port();
     let checker = Checker::builder().max_sockets(1).spawn().unwrap();
     let mut batch = checker.batch();
     batch.submit(0, silent.address, hold).unwrap();

@@ -317,8 +317,7 @@ fn waiting_for_a_resolver_thread_is_not_the_targets_time() {
 #[test]
 fn the_resolve_time_is_reported_for_names_only() {
     const LOOKUP: Duration = Duration::from_millis(200);
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (_listener, address) = common::open_port();
     let checker = checker_resolving_slowly(LOOKUP);
 
     let report = checker.check(address, Duration::from_secs(5)).unwrap();

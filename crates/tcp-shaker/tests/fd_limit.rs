@@ -36,8 +36,7 @@ fn fd_limit_child() {
     if std::env::var_os(CHILD).is_none() {
         return;
     }
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (_listener, address) = common::open_port();
     let silent = common::SilentListener::new();
     // Created while descriptors are plentiful: its loop thread will hit the limit.
     let checker = Checker::new().unwrap();

@@ -197,8 +197,7 @@ fn a_hundred_thousand_checks_leave_no_descriptor_open() {
     const CHECKS: u64 = 100_000;
     const IN_FLIGHT: u64 = 200;
 
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (_listener, address) = common::open_port();
     let without_checker = common::open_fds();
     let checker = Checker::new().unwrap();
     // The checker's own descriptors (its poller and its waker) are open from here on.

@@ -100,8 +100,7 @@ fn stopping_a_loop_that_never_ran_fails_its_queued_checks() {
 fn zero_linger_can_be_chosen_per_checker_and_per_check() {
     // The packets are asserted in tests/wire.rs; here: FIN-closed checks are accepted by the
     // server's application, RST-closed ones never are.
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (listener, address) = common::open_port();
     let fin_checker = Checker::builder().zero_linger(false).spawn().unwrap();
     assert!(
         fin_checker

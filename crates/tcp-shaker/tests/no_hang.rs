@@ -90,8 +90,7 @@ fn a_batch_iterated_while_its_checker_stops_ends_with_every_check_stopped() {
 /// ever; once the loop runs, checks work.
 #[test]
 fn checks_on_a_loop_nobody_runs_are_not_started_within_their_timeout() {
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (listener, address) = common::open_port();
     let (checker, event_loop) = Checker::builder().build().unwrap();
 
     let blocking = checker.clone();
@@ -192,8 +191,7 @@ fn fork_child() {
     if !child::is_child(FORK_CHILD) {
         return;
     }
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (listener, address) = common::open_port();
     let checker = Checker::new().unwrap();
     assert!(checker.check(address, TIMEOUT).unwrap().is_open());
     // The harness printed "test fork_child ... " without a line end.

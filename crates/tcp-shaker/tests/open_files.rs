@@ -38,8 +38,7 @@ fn open_files_child() {
     if !child::is_child(CHILD) {
         return;
     }
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (listener, address) = common::open_port();
     let open_before = common::open_fds();
     shaker_wire::limits::set_soft_open_files(LIMIT).unwrap();
     println!("soft open-files limit {LIMIT}, {open_before} descriptors open before the checker");

@@ -8,8 +8,7 @@ use tcp_shaker::{Checker, Outcome};
 
 #[test]
 fn a_listening_port_is_open_and_never_accepted() {
-    let listener = common::open_listener();
-    let address = listener.local_addr().unwrap();
+    let (listener, address) = common::open_port();
     let report = Checker::new()
         .unwrap()
         .check(address, Duration::from_secs(5))

@@ -546,15 +546,34 @@ fn assert_nothing_accepted(killed: &Killed, route: &str, ending: Ending) {
 }
 
 fn kill_across_the_line(test: &str, ending: Ending) {
-    if skip_unless_root(test, "network namespaces and TUN devices") {
+    kill_in_namespaces(
+        test,
+        "network namespaces and TUN devices",
+        ending,
+        |ending| {
+            let line = Line::new();
+            let listener = line.listener();
+            let killed = kill_checker(Some(&line.client), &listener, ending);
+            eprintln!("delay line: {:?}", line.line.counters());
+            (killed, "across the delay line")
+        },
+    );
+}
+
+/// Runs a kill test whose checker and listener live in namespaces `network` makes (it needs
+/// what `needs` names), one test at a time; `network` returns what was killed and over what.
+fn kill_in_namespaces(
+    test: &str,
+    needs: &str,
+    ending: Ending,
+    network: impl FnOnce(Ending) -> (Killed, &'static str),
+) {
+    if skip_unless_root(test, needs) {
         return;
     }
     let _serial = serial();
-    let line = Line::new();
-    let listener = line.listener();
-    let killed = kill_checker(Some(&line.client), &listener, ending);
-    eprintln!("delay line: {:?}", line.line.counters());
-    assert_nothing_accepted(&killed, "across the delay line", ending);
+    let (killed, over) = network(ending);
+    assert_nothing_accepted(&killed, over, ending);
 }
 
 #[test]
@@ -592,14 +611,19 @@ fn a_checker_killed_or_frozen_then_killed_over_loopback_leaves_nothing_to_accept
 }
 
 fn kill_over_veth(test: &str, ending: Ending) {
-    if skip_unless_root(test, "network namespaces and a veth pair") {
-        return;
-    }
-    let _serial = serial();
-    let veth = Veth::new();
-    let listener = veth.listener();
-    let killed = kill_checker(Some(&veth.client), &listener, ending);
-    assert_nothing_accepted(&killed, "over a veth pair", ending);
+    kill_in_namespaces(
+        test,
+        "network namespaces and a veth pair",
+        ending,
+        |ending| {
+            let veth = Veth::new();
+            let listener = veth.listener();
+            (
+                kill_checker(Some(&veth.client), &listener, ending),
+                "over a veth pair",
+            )
+        },
+    );
 }
 
 #[test]

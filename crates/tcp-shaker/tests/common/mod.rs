@@ -21,6 +21,13 @@ pub fn open_listener() -> TcpListener {
     listener_on("127.0.0.1:0".parse().unwrap(), 4096)
 }
 
+/// An [`open_listener`] and its address.
+pub fn open_port() -> (TcpListener, SocketAddr) {
+    let listener = open_listener();
+    let address = listener.local_addr().unwrap();
+    (listener, address)
+}
+
 /// A listener on ::1 with a free port and a deep accept queue.
 pub fn open_listener_v6() -> TcpListener {
     listener_on("[::1]:0".parse().unwrap(), 4096)
