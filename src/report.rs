@@ -217,14 +217,9 @@ impl Observer for Recorder {
         writeln!(self.console.err(), "tcp-checker: {message}")
     }
 
-    fn completed(
-        &mut self,
-        number: usize,
-        target: &Target,
-        completion: &Completion,
-    ) -> io::Result<()> {
+    fn completed(&mut self, number: usize, target: &Target, done: &Completion) -> io::Result<()> {
         self.console.advance();
-        for result in completion.results() {
+        for result in done.results() {
             self.record(number, target, result)?;
         }
         self.console.flush_if_full()

@@ -82,12 +82,7 @@ pub trait Observer {
     fn input_failed(&mut self, message: &str) -> io::Result<()>;
 
     /// A check of target `number` finished.
-    fn completed(
-        &mut self,
-        number: usize,
-        target: &Target,
-        completion: &Completion,
-    ) -> io::Result<()>;
+    fn completed(&mut self, number: usize, target: &Target, done: &Completion) -> io::Result<()>;
 
     /// A check of target `number` was still in flight when the run was interrupted, after
     /// running for `ran_for`.

@@ -83,17 +83,18 @@ fn set_bit(bits: &mut [u64], port: u16) -> bool {
 mod tests {
     use super::*;
 
-    fn target(text: &str) -> Target {
-        text.parse().unwrap()
+    /// The host of the target `text`, as `seen` numbers it.
+    fn host(seen: &mut Seen, text: &str) -> HostId {
+        seen.host(&text.parse().unwrap())
     }
 
     #[test]
     fn each_host_and_port_is_taken_once() {
         let mut seen = Seen::default();
-        let db = seen.host(&target("db:5432"));
-        let cache = seen.host(&target("cache:6379"));
+        let db = host(&mut seen, "db:5432");
+        let cache = host(&mut seen, "cache:6379");
         assert_ne!(db, cache);
-        assert_eq!(seen.host(&target("db:1")), db);
+        assert_eq!(host(&mut seen, "db:1"), db);
         assert!(seen.first_time(db, 5432));
         assert!(!seen.first_time(db, 5432));
         assert!(seen.first_time(cache, 5432));
@@ -104,7 +105,7 @@ mod tests {
     #[test]
     fn a_host_with_many_ports_moves_to_a_bitset_and_keeps_what_it_had() {
         let mut seen = Seen::default();
-        let host = seen.host(&target("127.0.0.1:1"));
+        let host = host(&mut seen, "127.0.0.1:1");
         for port in (1..=65535).rev() {
             assert!(seen.first_time(host, port), "{port}");
         }
@@ -117,9 +118,9 @@ mod tests {
     #[test]
     fn zones_are_told_apart_by_their_interface() {
         let mut seen = Seen::default();
-        let plain = seen.host(&target("[fe80::1]:22"));
-        let zoned = seen.host(&target("[fe80::1%1]:22"));
+        let plain = host(&mut seen, "[fe80::1]:22");
+        let zoned = host(&mut seen, "[fe80::1%1]:22");
         assert_ne!(plain, zoned);
-        assert_eq!(seen.host(&target("[fe80::1%1]:80")), zoned);
+        assert_eq!(host(&mut seen, "[fe80::1%1]:80"), zoned);
     }
 }

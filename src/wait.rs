@@ -53,18 +53,13 @@ impl Observer for Waiter<'_> {
         self.recorder.input_failed(message)
     }
 
-    fn completed(
-        &mut self,
-        number: usize,
-        target: &Target,
-        completion: &Completion,
-    ) -> io::Result<()> {
-        self.recorder.completed(number, target, completion)?;
+    fn completed(&mut self, number: usize, target: &Target, done: &Completion) -> io::Result<()> {
+        self.recorder.completed(number, target, done)?;
         let Some(state) = self.targets.get_mut(number) else {
             return Ok(());
         };
         state.checks += 1;
-        let open = completion
+        let open = done
             .results()
             .filter_map(|result| result.as_ref().ok())
             .find(|report| report.is_open());
@@ -78,8 +73,8 @@ impl Observer for Waiter<'_> {
             };
             return self.recorder.wait_event(&event);
         }
-        let message = completion.result.as_ref().err().map(ToString::to_string);
-        state.last = Some((Verdict::of(&completion.result), message));
+        let message = done.result.as_ref().err().map(ToString::to_string);
+        state.last = Some((Verdict::of(&done.result), message));
         Ok(())
     }
 

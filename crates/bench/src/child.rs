@@ -12,7 +12,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{Args, ChildKind};
-use crate::contenders::{self, Counts, Run};
+use crate::contenders::{self, Counts, Load, Run};
 use crate::cpu_time::CpuTime;
 use crate::interrupt;
 use crate::procfs;
@@ -154,13 +154,16 @@ pub fn serve(args: &Args, kind: ChildKind) -> anyhow::Result<()> {
     let target = args.target.context("--child needs --target")?;
     let (checks, in_flight) = (args.checks(), args.highest_concurrency());
     let timeout = Duration::from_millis(args.timeout_ms);
+    let load = Load {
+        checks,
+        in_flight,
+        timeout,
+    };
     let mut open_ports = Vec::new();
     let run = match kind {
-        ChildKind::Floor => contenders::floor::run(target, checks, in_flight, timeout)?,
-        ChildKind::Engine => {
-            contenders::engine::run(SocketAddr::V4(target), checks, in_flight, timeout)?
-        }
-        ChildKind::Std => contenders::std::run(SocketAddr::V4(target), checks, in_flight, timeout)?,
+        ChildKind::Floor => contenders::floor::run(target, load)?,
+        ChildKind::Engine => contenders::engine::run(SocketAddr::V4(target), load)?,
+        ChildKind::Std => contenders::std::run(SocketAddr::V4(target), load)?,
         ChildKind::Scan => {
             let loops = args.loops.unwrap_or(1);
             let scan = contenders::engine::scan(*target.ip(), in_flight, loops, timeout)?;

@@ -545,57 +545,62 @@ fn assert_nothing_accepted(killed: &Killed, route: &str, ending: Ending) {
     );
 }
 
-fn kill_across_the_line(test: &str, ending: Ending) {
-    kill_in_namespaces(
-        test,
-        "network namespaces and TUN devices",
-        ending,
-        |ending| {
-            let line = Line::new();
-            let listener = line.listener();
-            let killed = kill_checker(Some(&line.client), &listener, ending);
-            eprintln!("delay line: {:?}", line.line.counters());
-            (killed, "across the delay line")
-        },
-    );
+/// The networks the kill tests cross, between namespaces they make.
+#[derive(Clone, Copy, Debug)]
+enum Network {
+    DelayLine,
+    Veth,
 }
 
-/// Runs a kill test whose checker and listener live in namespaces `network` makes (it needs
-/// what `needs` names), one test at a time; `network` returns what was killed and over what.
-fn kill_in_namespaces(
-    test: &str,
-    needs: &str,
-    ending: Ending,
-    network: impl FnOnce(Ending) -> (Killed, &'static str),
-) {
+/// Runs a kill test across `network`, one test at a time: the checker in its client
+/// namespace, the listener in its server namespace.
+fn kill_across(test: &str, network: Network, ending: Ending) {
+    let needs = match network {
+        Network::DelayLine => "network namespaces and TUN devices",
+        Network::Veth => "network namespaces and a veth pair",
+    };
     if skip_unless_root(test, needs) {
         return;
     }
     let _serial = serial();
-    let (killed, over) = network(ending);
-    assert_nothing_accepted(&killed, over, ending);
+    match network {
+        Network::DelayLine => {
+            let line = Line::new();
+            let killed = kill_checker(Some(&line.client), &line.listener(), ending);
+            eprintln!("delay line: {:?}", line.line.counters());
+            assert_nothing_accepted(&killed, "across the delay line", ending);
+        }
+        Network::Veth => {
+            let veth = Veth::new();
+            let killed = kill_checker(Some(&veth.client), &veth.listener(), ending);
+            assert_nothing_accepted(&killed, "over a veth pair", ending);
+        }
+    }
 }
 
 #[test]
 fn a_checker_killed_across_the_delay_line_leaves_nothing_to_accept() {
-    kill_across_the_line(
+    kill_across(
         "round_trip::a_checker_killed_across_the_delay_line_leaves_nothing_to_accept",
+        Network::DelayLine,
         Ending::Kill,
     );
 }
 
 #[test]
 fn a_checker_frozen_then_killed_across_the_delay_line_leaves_nothing_to_accept() {
-    kill_across_the_line(
+    kill_across(
         "round_trip::a_checker_frozen_then_killed_across_the_delay_line_leaves_nothing_to_accept",
+        Network::DelayLine,
         Ending::FreezeThenKill,
     );
 }
 
 #[test]
 fn a_checker_that_aborts_across_the_delay_line_leaves_nothing_to_accept() {
-    kill_across_the_line(
+    kill_across(
         "round_trip::a_checker_that_aborts_across_the_delay_line_leaves_nothing_to_accept",
+        Network::DelayLine,
         Ending::Abort,
     );
 }
@@ -610,34 +615,20 @@ fn a_checker_killed_or_frozen_then_killed_over_loopback_leaves_nothing_to_accept
     }
 }
 
-fn kill_over_veth(test: &str, ending: Ending) {
-    kill_in_namespaces(
-        test,
-        "network namespaces and a veth pair",
-        ending,
-        |ending| {
-            let veth = Veth::new();
-            let listener = veth.listener();
-            (
-                kill_checker(Some(&veth.client), &listener, ending),
-                "over a veth pair",
-            )
-        },
-    );
-}
-
 #[test]
 fn a_checker_killed_over_a_veth_pair_leaves_nothing_to_accept() {
-    kill_over_veth(
+    kill_across(
         "round_trip::a_checker_killed_over_a_veth_pair_leaves_nothing_to_accept",
+        Network::Veth,
         Ending::Kill,
     );
 }
 
 #[test]
 fn a_checker_frozen_then_killed_over_a_veth_pair_leaves_nothing_to_accept() {
-    kill_over_veth(
+    kill_across(
         "round_trip::a_checker_frozen_then_killed_over_a_veth_pair_leaves_nothing_to_accept",
+        Network::Veth,
         Ending::FreezeThenKill,
     );
 }

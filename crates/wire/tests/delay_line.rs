@@ -39,9 +39,9 @@ fn has_interface(namespace: &Namespace, interface: &str) -> bool {
 
 #[test]
 fn a_tcp_connect_across_the_line_takes_the_round_trip_and_the_devices_go_with_it() {
-    let test =
-        "delay_line::a_tcp_connect_across_the_line_takes_the_round_trip_and_the_devices_go_with_it";
-    let Some((client, server)) = namespaces(test) else {
+    let Some((client, server)) = namespaces(
+        "delay_line::a_tcp_connect_across_the_line_takes_the_round_trip_and_the_devices_go_with_it",
+    ) else {
         return;
     };
     let line = DelayLine::start(&client, &server, ONE_WAY).unwrap();
@@ -158,8 +158,9 @@ fn datagrams_across(
 
 #[test]
 fn datagrams_cross_in_order_one_delay_after_they_were_sent() {
-    let test = "delay_line::datagrams_cross_in_order_one_delay_after_they_were_sent";
-    let Some((client, server)) = namespaces(test) else {
+    let Some((client, server)) =
+        namespaces("delay_line::datagrams_cross_in_order_one_delay_after_they_were_sent")
+    else {
         return;
     };
     /// As many packets as the handshakes (SYN, SYN-ACK, RST) of 1000 checks.
@@ -226,8 +227,9 @@ fn datagrams_cross_in_order_one_delay_after_they_were_sent() {
 
 #[test]
 fn a_full_queue_drops_and_counts_what_it_cannot_hold() {
-    let test = "delay_line::a_full_queue_drops_and_counts_what_it_cannot_hold";
-    let Some((client, server)) = namespaces(test) else {
+    let Some((client, server)) =
+        namespaces("delay_line::a_full_queue_drops_and_counts_what_it_cannot_hold")
+    else {
         return;
     };
     const QUEUE: usize = 8;

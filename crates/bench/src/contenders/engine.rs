@@ -8,24 +8,19 @@ use std::time::Duration;
 use anyhow::Context;
 use tcp_shaker::{Batch, Checker, Completion, Outcome};
 
-use super::{Counts, Run};
+use super::{Counts, Load, Run};
 use crate::checks::keep_in_flight;
 
-/// Checks `target` `checks` times, `in_flight` at a time.
-pub fn run(
-    target: SocketAddr,
-    checks: u64,
-    in_flight: usize,
-    timeout: Duration,
-) -> anyhow::Result<Run> {
+/// Checks `target` as `load` says: `load.checks` times, `load.in_flight` at a time.
+pub fn run(target: SocketAddr, load: Load) -> anyhow::Result<Run> {
     let mut counts = Counts::default();
     let mut batch = batch_across(1)?;
     let elapsed = keep_in_flight(
         &mut batch,
-        checks,
-        in_flight,
+        load.checks,
+        load.in_flight,
         |_| target,
-        timeout,
+        load.timeout,
         |completion| {
             count(&mut counts, &completion);
         },

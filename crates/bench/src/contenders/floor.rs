@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use super::{Counts, Run};
+use super::{Counts, Load, Run};
 use crate::sys;
 
 /// New connects between two polls at most (`floor.c -b 256`).
@@ -27,13 +27,8 @@ const CONNECTS_PER_TURN: usize = 256;
 /// Events one `epoll_wait` returns at most.
 const EVENTS_PER_POLL: usize = 1024;
 
-/// Checks `target` `checks` times, `in_flight` at a time.
-pub fn run(
-    target: SocketAddrV4,
-    checks: u64,
-    in_flight: usize,
-    timeout: Duration,
-) -> anyhow::Result<Run> {
+/// Checks `target` as `load` says: `load.checks` times, `load.in_flight` at a time.
+pub fn run(target: SocketAddrV4, load: Load) -> anyhow::Result<Run> {
     let address = SockAddr::from(target);
     let poller = sys::epoll_create().context("epoll_create1")?;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_POLL];
@@ -41,9 +36,12 @@ pub fn run(
     let mut counts = Counts::default();
     let (mut launched, mut done) = (0u64, 0u64);
     let started = Instant::now();
-    while done < checks {
+    while done < load.checks {
         let mut burst = 0;
-        while sockets.in_flight < in_flight && launched < checks && burst < CONNECTS_PER_TURN {
+        while sockets.in_flight < load.in_flight
+            && launched < load.checks
+            && burst < CONNECTS_PER_TURN
+        {
             burst += 1;
             launched += 1;
             let socket = open_socket().context("opening a check's socket")?;
@@ -63,20 +61,20 @@ pub fn run(
                 }
             }
         }
-        if done >= checks {
+        if done >= load.checks {
             break;
         }
         let now = Instant::now();
-        let expired = sockets.expire(now, timeout);
+        let expired = sockets.expire(now, load.timeout);
         counts.timed_out += expired;
         done += expired;
         if sockets.in_flight == 0 {
             continue;
         }
-        let wait_ms = if sockets.in_flight < in_flight && launched < checks {
+        let wait_ms = if sockets.in_flight < load.in_flight && launched < load.checks {
             0 // free slots (the cap on connects per turn, or expiries): just poll
         } else {
-            sockets.next_deadline(timeout).map_or(-1, |deadline| {
+            sockets.next_deadline(load.timeout).map_or(-1, |deadline| {
                 let left = deadline.saturating_duration_since(now).as_millis() + 1;
                 libc::c_int::try_from(left).unwrap_or(libc::c_int::MAX)
             })

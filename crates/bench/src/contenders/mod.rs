@@ -9,6 +9,17 @@ use ::std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// What a contender is asked to do.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    /// Checks to make.
+    pub checks: u64,
+    /// Checks in flight at once.
+    pub in_flight: usize,
+    /// Each check's timeout.
+    pub timeout: ::std::time::Duration,
+}
+
 /// How the checks of one run ended.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Counts {

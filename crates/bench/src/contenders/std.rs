@@ -11,21 +11,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{Counts, Run};
+use super::{Counts, Load, Run};
 
 /// The most worker threads this contender starts; higher concurrency is not run.
 pub const MAX_THREADS: usize = 1000;
 
-/// Checks `target` `checks` times on `in_flight` threads (at most [`MAX_THREADS`]).
-pub fn run(
-    target: SocketAddr,
-    checks: u64,
-    in_flight: usize,
-    timeout: Duration,
-) -> anyhow::Result<Run> {
+/// Checks `target` `load.checks` times on `load.in_flight` threads (at most [`MAX_THREADS`]).
+pub fn run(target: SocketAddr, load: Load) -> anyhow::Result<Run> {
     anyhow::ensure!(
-        in_flight <= MAX_THREADS,
-        "the std contender runs at most {MAX_THREADS} threads, not {in_flight}"
+        load.in_flight <= MAX_THREADS,
+        "the std contender runs at most {MAX_THREADS} threads, not {}",
+        load.in_flight
     );
     let next = Arc::new(AtomicU64::new(0));
     // The workers wait on this gate, held shut while they are being started.
@@ -33,20 +29,20 @@ pub fn run(
     let shut = gate
         .write()
         .map_err(|_| anyhow::anyhow!("the start gate is poisoned"))?;
-    let mut workers = Vec::with_capacity(in_flight);
-    for index in 0..in_flight {
+    let mut workers = Vec::with_capacity(load.in_flight);
+    for index in 0..load.in_flight {
         let (shared_next, shared_gate) = (Arc::clone(&next), Arc::clone(&gate));
         let worker = thread::Builder::new()
             .name(format!("std-{index}"))
             .spawn(move || {
                 drop(shared_gate.read());
-                connect_until_done(target, checks, timeout, &shared_next)
+                connect_until_done(target, load.checks, load.timeout, &shared_next)
             });
         match worker {
             Ok(worker) => workers.push(worker),
             Err(error) => {
                 // Let the workers already started go, with nothing left to check, then fail.
-                next.store(checks, Ordering::Relaxed);
+                next.store(load.checks, Ordering::Relaxed);
                 drop(shut);
                 for worker in workers {
                     let _ = worker.join();
