@@ -125,7 +125,7 @@ impl Connecting {
         if let Some(error) = self.stream.take_error().unwrap_or_else(Some) {
             return Err(error);
         }
-        self.connected_to_whom()
+        self.connected_outcome()
     }
 
     /// The attempt's outcome as the kernel has it now, whatever the poller has said: `None`
@@ -135,12 +135,13 @@ impl Connecting {
     pub(crate) fn result_now(&mut self) -> Option<io::Result<()>> {
         match still_connecting(SockRef::from(&self.stream)) {
             Ok(true) => None,
-            Ok(false) => Some(self.connected_to_whom()),
+            Ok(false) => Some(self.connected_outcome()),
             Err(error) => Some(Err(error)),
         }
     }
 
-    fn connected_to_whom(&self) -> io::Result<()> {
+    /// What a socket that connected stands for: an open port, unless it connected to itself.
+    fn connected_outcome(&self) -> io::Result<()> {
         match self.may_reach {
             Some(destination) if reached_itself(SockRef::from(&self.stream), destination) => {
                 Err(reached_itself_error())

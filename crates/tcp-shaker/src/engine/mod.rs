@@ -257,7 +257,6 @@ impl Engine {
         if request.sink.is_abandoned() {
             return;
         }
-        let now = Instant::now();
         let answers = match request.scope {
             Scope::Best => Answers::Best(None),
             Scope::Every => Answers::Every(Vec::new()),
@@ -300,7 +299,7 @@ impl Engine {
                     .with_detail("the address is not of the family asked for");
                 self.finish_job(key, Err(error));
             }
-            (Host::Name(host), _) => self.resolve(key, host, now),
+            (Host::Name(host), _) => self.resolve(key, host, Instant::now()),
         }
     }
 
@@ -506,10 +505,14 @@ impl Engine {
             let Some(key) = self.queued.pop_front() else {
                 break;
             };
-            let Some(probe) = self.probes.get(key) else {
+            let Some(&Probe {
+                job: job_key,
+                address,
+                ..
+            }) = self.probes.get(key)
+            else {
                 continue; // its job finished first
             };
-            let job_key = probe.job;
             let Some(job) = self.jobs.get_mut(job_key) else {
                 continue;
             };
@@ -521,11 +524,8 @@ impl Engine {
             started += 1;
             since_poll += 1;
             let connect_started = Instant::now();
-            let Some(probe) = self.probes.get(key) else {
-                continue;
-            };
             let attempt = connect::start(
-                probe.address,
+                address,
                 job.zero_linger,
                 self.config.handshake,
                 &self.config.binding,
