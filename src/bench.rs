@@ -25,12 +25,13 @@ use crate::verdict::Verdict;
 
 /// Runs the benchmark and prints its report; returns the exit status.
 pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
-    let in_flight = checks_in_flight_allowed(args.concurrency);
+    let builder = Checker::builder();
+    let in_flight = checks_in_flight_allowed(args.concurrency, &builder);
     let listener = match args.target {
         None => Some(Listener::on_loopback().context("could not start the embedded listener")?),
         Some(_) => None,
     };
-    let mut batch = loops::start(&Checker::builder(), args.loops)?;
+    let mut batch = loops::start(&builder, args.loops)?;
     let address = match (&listener, &args.target) {
         (Some(listener), _) => SocketAddr::V4(listener.address()),
         (None, Some(text)) => resolve(&mut batch, text, args.timeout)?,

@@ -119,6 +119,7 @@ impl RunPlan {
                 always_summarise: args.summary,
             }
         };
+        let max_in_flight = checks_in_flight_allowed(args.max_in_flight, &checker);
         let progress = matches!(output, OutputFormat::Text { .. })
             && checks_per_target.is_some()
             && terminals.stderr_is_terminal;
@@ -132,7 +133,7 @@ impl RunPlan {
             task,
             timeout: args.timeout,
             all_addresses: args.all_addresses,
-            max_in_flight: checks_in_flight_allowed(args.max_in_flight),
+            max_in_flight,
             output,
             recording: Settings {
                 per_target: repeats,

@@ -261,6 +261,19 @@ impl CheckerBuilder {
         self
     }
 
+    /// How many sockets the checker will keep open at most: what
+    /// [`max_sockets`](CheckerBuilder::max_sockets) set, or the default it derives from the
+    /// open-files limit. A caller that keeps checks waiting outside the checker can size itself
+    /// by it.
+    ///
+    /// ```
+    /// let builder = tcp_shaker::Checker::builder().max_sockets(100);
+    /// assert_eq!(builder.socket_limit(), 100);
+    /// ```
+    pub fn socket_limit(&self) -> usize {
+        self.max_sockets
+    }
+
     /// Builds the checker and starts its loop on a new thread named `tcp-shaker`.
     pub fn spawn(self) -> io::Result<Checker> {
         let (inbox, event_loop) = self.build_loop()?;
