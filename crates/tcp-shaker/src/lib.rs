@@ -101,6 +101,7 @@ mod delivery;
 mod engine;
 mod error;
 mod future;
+pub mod health;
 mod inbox;
 mod options;
 mod outcome;

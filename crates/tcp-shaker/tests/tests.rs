@@ -15,6 +15,7 @@ mod deadlines;
 mod dns;
 mod executors;
 mod fd_limit;
+mod health;
 mod input;
 mod leaks;
 mod lifecycle;
