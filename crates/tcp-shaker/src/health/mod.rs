@@ -53,7 +53,7 @@ mod state;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -206,6 +206,8 @@ pub struct Transition {
     pub health: Health,
     /// The check that made it.
     pub judgement: Judgement,
+    /// The address that check reached (or the last one known, if it reached none).
+    pub address: Option<SocketAddr>,
     /// How long that check took.
     pub check_duration: Duration,
     /// When it happened.
@@ -268,6 +270,7 @@ pub struct Monitor {
     control: Option<mpsc::Sender<Control>>,
     statuses: Statuses,
     next_id: AtomicU64,
+    in_flight: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -276,11 +279,13 @@ impl Monitor {
     pub fn start(checker: &Checker, observer: impl Observe) -> Monitor {
         let (control, commands) = mpsc::channel();
         let statuses = Statuses::default();
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let scheduler = runner::Scheduler::new(
             checker.batch(),
             commands,
             Arc::clone(&statuses),
             Box::new(observer),
+            Arc::clone(&in_flight),
         );
         let thread = std::thread::Builder::new()
             .name("tcp-shaker-health".into())
@@ -289,6 +294,7 @@ impl Monitor {
             control: Some(control),
             statuses,
             next_id: AtomicU64::new(0),
+            in_flight,
             // Without a thread, the monitor still answers for its statuses; they just never
             // change, which `Monitor::is_running` tells.
             thread: thread.ok(),
@@ -301,6 +307,11 @@ impl Monitor {
         self.thread
             .as_ref()
             .is_some_and(|thread| !thread.is_finished())
+    }
+
+    /// How many checks are in flight (as of the scheduler's last turn).
+    pub fn checks_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Starts watching a target; its status is there at once, in its initial state.

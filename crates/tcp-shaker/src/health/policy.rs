@@ -22,6 +22,41 @@ pub enum InitialState {
     FullyDown,
 }
 
+impl InitialState {
+    /// `fully-up`, `up`, `down` or `fully-down`: HAProxy's names, which
+    /// [`from_str`](std::str::FromStr::from_str) reads back.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitialState::FullyUp => "fully-up",
+            InitialState::Up => "up",
+            InitialState::Down => "down",
+            InitialState::FullyDown => "fully-down",
+        }
+    }
+}
+
+impl std::str::FromStr for InitialState {
+    type Err = String;
+
+    /// ```
+    /// use tcp_shaker::health::InitialState;
+    ///
+    /// assert_eq!("fully-down".parse(), Ok(InitialState::FullyDown));
+    /// assert!("sideways".parse::<InitialState>().is_err());
+    /// ```
+    fn from_str(text: &str) -> Result<InitialState, String> {
+        [
+            InitialState::FullyUp,
+            InitialState::Up,
+            InitialState::Down,
+            InitialState::FullyDown,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+        .ok_or_else(|| format!("{text:?} is not a state: write fully-up, up, down or fully-down"))
+    }
+}
+
 /// How often a target is checked and how many results in a row change its state.
 ///
 /// The defaults are HAProxy's: checks every 2 s (`inter`), up after 2 successes in a row

@@ -4,8 +4,9 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::PoisonError;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{
@@ -39,6 +40,8 @@ pub(super) struct Scheduler {
     watches: HashMap<WatchId, Scheduled>,
     /// Due times, earliest first; an entry whose watch is gone or has moved on is skipped.
     queue: BinaryHeap<Reverse<(Instant, WatchId)>>,
+    /// Checks in flight, for [`Monitor::checks_in_flight`](super::Monitor::checks_in_flight).
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Scheduler {
@@ -47,6 +50,7 @@ impl Scheduler {
         commands: Receiver<Control>,
         statuses: Statuses,
         observer: Box<dyn Observe>,
+        in_flight: Arc<AtomicUsize>,
     ) -> Scheduler {
         Scheduler {
             batch,
@@ -55,6 +59,7 @@ impl Scheduler {
             observer,
             watches: HashMap::new(),
             queue: BinaryHeap::new(),
+            in_flight,
         }
     }
 
@@ -69,6 +74,8 @@ impl Scheduler {
                 }
             }
             self.start_due(Instant::now());
+            self.in_flight
+                .store(self.batch.outstanding(), Ordering::Relaxed);
             let now = Instant::now();
             let next_due = self.queue.peek().map(|Reverse((due, _))| *due);
             if self.batch.outstanding() > 0 {
@@ -196,6 +203,7 @@ impl Scheduler {
             to,
             health: status.health,
             judgement,
+            address: status.address,
             check_duration: duration,
             at,
         });
