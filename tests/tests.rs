@@ -1,10 +1,12 @@
 //! The command line's integration tests, in one binary: each module drives the built
 //! `tcp-checker` against loopback sockets the tests own ([`common`]), and checks what it prints
-//! and how it exits.
+//! and how it exits; [`examples`] checks the files under `examples/` with the tools that read
+//! them.
 
 mod common;
 
 mod backpressure;
+mod examples;
 mod interrupt;
 mod memory;
 mod output;

@@ -1,7 +1,7 @@
 //! Helpers for driving the built `tcp-checker` against loopback sockets the tests own.
 
 use std::ffi::OsStr;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -205,6 +205,62 @@ pub fn consecutive_ports(count: u16) -> Vec<BoundSocket> {
         first = 10_000 + (first - 10_000 + 97 * count) % 20_000;
     }
     panic!("no {count} consecutive free loopback ports");
+}
+
+/// Skips the calling test `test` for `reason`, visibly: the reason goes to the real stderr (the
+/// harness captures `eprintln!`, and a skip must always show). Under `TCP_SHAKER_NO_SKIP=1` (set
+/// by CI) a skip is a failure instead, so that a test can never pass by not running.
+pub fn skip(test: &str, reason: &str) {
+    if std::env::var_os("TCP_SHAKER_NO_SKIP").is_some_and(|v| v == "1") {
+        panic!("{test} cannot run: {reason} (TCP_SHAKER_NO_SKIP=1 forbids skipping)");
+    }
+    let _ = writeln!(io::stderr(), "SKIPPED {test}: {reason}");
+}
+
+/// Returns true, after reporting the skip, when `command` (a program and its arguments, such as
+/// its `--version`) cannot be run or fails: the tool the test needs is missing. `install` says how
+/// to get it.
+pub fn skip_without_tool(test: &str, command: &[&str], install: &str) -> bool {
+    let Some((program, args)) = command.split_first() else {
+        panic!("{test}: no command to look for");
+    };
+    let runs = Process::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !runs {
+        skip(test, &format!("needs `{}` ({install})", command.join(" ")));
+    }
+    !runs
+}
+
+/// A directory in the temporary directory, removed with its contents when dropped.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates the directory, empty; `name` tells the tests' directories apart.
+    pub fn new(name: &str) -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("tcp-checker-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("creating a temporary directory");
+        TempDir { path }
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// A file in the temporary directory, removed when dropped.
