@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use tcp_shaker::health::InitialState;
 
 use crate::guide;
 
@@ -37,6 +38,9 @@ pub struct Cli {
 pub enum Command {
     /// Measure checks per second, CPU time and round trips, against an embedded listener
     Bench(BenchArgs),
+    /// Check targets continuously and serve their health: Prometheus metrics, a
+    /// blackbox-compatible /probe, /health for Kubernetes and load balancers
+    Serve(Box<ServeArgs>),
     /// Print a completion script for a shell
     Completions {
         /// The shell to complete for
@@ -50,57 +54,17 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(group(
     ArgGroup::new("target_sources")
-        .args(["targets", "address", "files"])
+        .args(["specs", "address", "files"])
         .required(true)
         .multiple(true)
 ))]
 pub struct CheckArgs {
-    /// Target specs given as arguments.
-    #[arg(
-        value_name = "TARGET",
-        help = "Targets: host:port, [v6]:port, host:80,443, host:8000-8100, host:22,80,8000-8010",
-        help_heading = "Targets"
-    )]
-    pub targets: Vec<String>,
-
-    /// A target, as a positional TARGET (repeatable)
-    #[arg(
-        short = 'a',
-        long = "address",
-        value_name = "ADDR",
-        help_heading = "Targets"
-    )]
-    pub address: Vec<String>,
-
-    /// Read targets from FILE, one a line; blank lines and # comments are ignored; - is
-    /// standard input (repeatable)
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "FILE",
-        help_heading = "Targets"
-    )]
-    pub files: Vec<PathBuf>,
-
-    /// Check IPv4 addresses only
-    #[arg(short = '4', conflicts_with = "ipv6", help_heading = "Targets")]
-    pub ipv4: bool,
-
-    /// Check IPv6 addresses only
-    #[arg(short = '6', help_heading = "Targets")]
-    pub ipv6: bool,
+    #[command(flatten)]
+    pub targets: TargetArgs,
 
     /// Check every address of a host name, each reported and counted on its own
     #[arg(long, help_heading = "Targets")]
     pub all_addresses: bool,
-
-    /// Send checks from this local address (one per address family; repeatable)
-    #[arg(long, value_name = "ADDR", help_heading = "Targets")]
-    pub source: Vec<IpAddr>,
-
-    /// Send checks through this network interface only (Linux)
-    #[arg(long, value_name = "NAME", help_heading = "Targets")]
-    pub interface: Option<String>,
 
     /// Timeout of each check, name resolution included: milliseconds, or a duration such as
     /// 500ms, 2s, 1m
@@ -175,6 +139,117 @@ pub struct CheckArgs {
         help_heading = "Waiting"
     )]
     pub command: Vec<OsString>,
+}
+
+/// Where the targets come from and how they are reached: the same for a run of checks and for
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Target specs given as arguments.
+    #[arg(
+        value_name = "TARGET",
+        help = "Targets: host:port, [v6]:port, host:80,443, host:8000-8100, host:22,80,8000-8010",
+        help_heading = "Targets"
+    )]
+    pub specs: Vec<String>,
+
+    /// A target, as a positional TARGET (repeatable)
+    #[arg(
+        short = 'a',
+        long = "address",
+        value_name = "ADDR",
+        help_heading = "Targets"
+    )]
+    pub address: Vec<String>,
+
+    /// Read targets from FILE, one a line; blank lines and # comments are ignored; - is
+    /// standard input (repeatable)
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        help_heading = "Targets"
+    )]
+    pub files: Vec<PathBuf>,
+
+    /// Check IPv4 addresses only
+    #[arg(short = '4', conflicts_with = "ipv6", help_heading = "Targets")]
+    pub ipv4: bool,
+
+    /// Check IPv6 addresses only
+    #[arg(short = '6', help_heading = "Targets")]
+    pub ipv6: bool,
+
+    /// Send checks from this local address (one per address family; repeatable)
+    #[arg(long, value_name = "ADDR", help_heading = "Targets")]
+    pub source: Vec<IpAddr>,
+
+    /// Send checks through this network interface only (Linux)
+    #[arg(long, value_name = "NAME", help_heading = "Targets")]
+    pub interface: Option<String>,
+}
+
+/// The flags of `tcp-checker serve`. A flag given here overrides the config file's
+/// `[defaults]` (and its top-level setting of the same name).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+
+    /// Serve HTTP on this address [default: 127.0.0.1:9476]
+    #[arg(long, value_name = "ADDR", help_heading = "Service")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Read targets and settings from this TOML file; SIGHUP reads it again
+    #[arg(long, value_name = "FILE", help_heading = "Service")]
+    pub config: Option<PathBuf>,
+
+    /// Check only this instance's share of the targets: I/N, I from 0 to N-1
+    #[arg(long, value_name = "I/N", help_heading = "Service")]
+    pub shard: Option<String>,
+
+    /// Log transitions as text or as JSON lines [default: text]
+    #[arg(long, value_name = "FORMAT", help_heading = "Service")]
+    pub log_format: Option<crate::serve::LogFormat>,
+
+    /// Let /probe check this network, address or host, on these ports (CIDR|HOST[:PORTS]);
+    /// repeatable. Without any, /probe checks nothing
+    #[arg(long, value_name = "RULE", help_heading = "Service")]
+    pub probe_allow: Vec<String>,
+
+    /// Time between checks of a target whose state is settled [default: 2s]
+    #[arg(short = 'i', long, value_name = "TIME", value_parser = parse_timeout,
+          help_heading = "Health")]
+    pub interval: Option<Duration>,
+
+    /// Time between checks while a state is changing [default: the interval]
+    #[arg(long, value_name = "TIME", value_parser = parse_timeout, help_heading = "Health")]
+    pub fast_interval: Option<Duration>,
+
+    /// Time between checks while a target is down [default: the interval]
+    #[arg(long, value_name = "TIME", value_parser = parse_timeout, help_heading = "Health")]
+    pub down_interval: Option<Duration>,
+
+    /// Timeout of each check, name resolution included [default: 1s]
+    #[arg(short = 't', long, value_name = "TIME", value_parser = parse_timeout,
+          help_heading = "Health")]
+    pub timeout: Option<Duration>,
+
+    /// Successes in a row that bring a down target up [default: 2]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000),
+          help_heading = "Health")]
+    pub rise: Option<u32>,
+
+    /// Failures in a row that bring an up target down [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000),
+          help_heading = "Health")]
+    pub fall: Option<u32>,
+
+    /// The state of a target before its first check: fully-up, up (the first failure marks
+    /// it down), down (the first success marks it up) or fully-down [default: up]
+    #[arg(long, value_name = "STATE", value_parser = <InitialState as std::str::FromStr>::from_str,
+          help_heading = "Health")]
+    pub initial_state: Option<InitialState>,
 }
 
 /// The flags of `tcp-checker bench`.
@@ -292,7 +367,7 @@ mod tests {
             "-v",
         ]);
         let check = cli.check;
-        assert_eq!(check.address, ["127.0.0.1:80"]);
+        assert_eq!(check.targets.address, ["127.0.0.1:80"]);
         assert_eq!(check.timeout, Duration::from_millis(2000));
         assert_eq!(check.count, 5);
         assert_eq!(check.concurrency, 3);
@@ -304,7 +379,7 @@ mod tests {
     #[test]
     fn defaults() {
         let check = parse(&["db:5432"]).check;
-        assert_eq!(check.targets, ["db:5432"]);
+        assert_eq!(check.targets.specs, ["db:5432"]);
         assert_eq!(check.timeout, Duration::from_secs(1));
         assert_eq!(check.count, 1);
         assert_eq!(check.concurrency, 1);
@@ -320,10 +395,13 @@ mod tests {
             "a:1", "-a", "b:2", "c:3", "-a", "d:4", "-f", "x.txt", "-f", "-",
         ])
         .check;
-        assert_eq!(check.targets, ["a:1", "c:3"]);
-        assert_eq!(check.address, ["b:2", "d:4"]);
-        assert_eq!(check.files, [PathBuf::from("x.txt"), PathBuf::from("-")]);
-        assert!(parse(&["-f", "x.txt"]).check.targets.is_empty());
+        assert_eq!(check.targets.specs, ["a:1", "c:3"]);
+        assert_eq!(check.targets.address, ["b:2", "d:4"]);
+        assert_eq!(
+            check.targets.files,
+            [PathBuf::from("x.txt"), PathBuf::from("-")]
+        );
+        assert!(parse(&["-f", "x.txt"]).check.targets.specs.is_empty());
     }
 
     #[test]
@@ -416,7 +494,7 @@ mod tests {
             "-x",
         ])
         .check;
-        assert_eq!(check.targets, ["db:5432", "cache:6379"]);
+        assert_eq!(check.targets.specs, ["db:5432", "cache:6379"]);
         assert_eq!(
             check.command,
             [OsString::from("./start.sh"), OsString::from("-x")]
@@ -439,9 +517,9 @@ mod tests {
             "x:1",
         ])
         .check;
-        assert!(check.json && check.open && check.ipv6 && check.all_addresses);
-        assert_eq!(check.source.len(), 2);
-        assert_eq!(check.interface.as_deref(), Some("lo"));
+        assert!(check.json && check.open && check.targets.ipv6 && check.all_addresses);
+        assert_eq!(check.targets.source.len(), 2);
+        assert_eq!(check.targets.interface.as_deref(), Some("lo"));
         assert!(refused(&["--source", "localhost", "x:1"]).contains("--source"));
     }
 

@@ -26,6 +26,7 @@ mod output;
 mod plan;
 mod report;
 mod schedule;
+mod serve;
 mod slots;
 mod stats;
 mod stream;
@@ -48,9 +49,10 @@ use crate::plan::RunPlan;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     limits::raise_open_files_limit();
-    let result = match &cli.command {
-        Some(Command::Bench(bench)) => bench::run(bench),
-        Some(Command::Completions { shell }) => print(|out| completions::write(*shell, out)),
+    let result = match cli.command {
+        Some(Command::Bench(bench)) => bench::run(&bench),
+        Some(Command::Serve(serve)) => serve::run(serve),
+        Some(Command::Completions { shell }) => print(|out| completions::write(shell, out)),
         Some(Command::Man) => print(manual::render),
         None => RunPlan::new(&cli.check)
             .and_then(check::run)

@@ -91,7 +91,8 @@ impl RunPlan {
     /// The plan of `args`. Fails on a `--source` address that cannot be used, or more than one
     /// per family; an invalid target argument is not a failure, it is in [`RunPlan::refused`].
     pub fn new(args: &CheckArgs) -> anyhow::Result<RunPlan> {
-        let checker = binding::checker_builder(&args.source, args.interface.as_deref())?;
+        let checker =
+            binding::checker_builder(&args.targets.source, args.targets.interface.as_deref())?;
         Ok(RunPlan::with_checker(args, checker, Terminals::detect()))
     }
 
@@ -126,7 +127,7 @@ impl RunPlan {
         RunPlan {
             arguments,
             refused,
-            files: args.files.clone(),
+            files: args.targets.files.clone(),
             family,
             checker,
             loops: args.loops.unwrap_or_else(loops::per_core),
@@ -191,7 +192,7 @@ impl Terminals {
 }
 
 fn family(args: &CheckArgs) -> Family {
-    match (args.ipv4, args.ipv6) {
+    match (args.targets.ipv4, args.targets.ipv6) {
         (true, _) => Family::V4,
         (_, true) => Family::V6,
         _ => Family::Any,
@@ -202,7 +203,7 @@ fn family(args: &CheckArgs) -> Family {
 fn parse_arguments(args: &CheckArgs, family: Family) -> (Vec<Spec>, Vec<InvalidTarget>) {
     let mut specs = Vec::new();
     let mut refused = Vec::new();
-    for spec in args.targets.iter().chain(&args.address) {
+    for spec in args.targets.specs.iter().chain(&args.targets.address) {
         match parse_spec(spec, family) {
             Ok(parsed) => specs.push(parsed),
             Err(reason) => refused.push(InvalidTarget::new(Source::Argument, spec, reason)),
