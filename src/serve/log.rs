@@ -51,7 +51,11 @@ impl Log {
         let duration = transition.check_duration;
         match self.format {
             LogFormat::Text => {
-                let at = address.map(|a| format!(" ({a})")).unwrap_or_default();
+                // The address, unless the name is the address already.
+                let at = address
+                    .filter(|a| a.to_string() != transition.name)
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default();
                 self.write(&format!(
                     "{} {}{at} is {state}, reason: {reason}, check duration: {duration:.1?}, \
                      status: {done}/{of} {state}",

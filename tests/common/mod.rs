@@ -1,7 +1,9 @@
 //! Helpers for driving the built `tcp-checker` against loopback sockets the tests own.
 
+pub mod serve;
+
 use std::ffi::OsStr;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -207,15 +209,7 @@ pub fn consecutive_ports(count: u16) -> Vec<BoundSocket> {
     panic!("no {count} consecutive free loopback ports");
 }
 
-/// Skips the calling test `test` for `reason`, visibly: the reason goes to the real stderr (the
-/// harness captures `eprintln!`, and a skip must always show). Under `TCP_SHAKER_NO_SKIP=1` (set
-/// by CI) a skip is a failure instead, so that a test can never pass by not running.
-pub fn skip(test: &str, reason: &str) {
-    if std::env::var_os("TCP_SHAKER_NO_SKIP").is_some_and(|v| v == "1") {
-        panic!("{test} cannot run: {reason} (TCP_SHAKER_NO_SKIP=1 forbids skipping)");
-    }
-    let _ = writeln!(io::stderr(), "SKIPPED {test}: {reason}");
-}
+pub use shaker_wire::skip::skip;
 
 /// Returns true, after reporting the skip, when `command` (a program and its arguments, such as
 /// its `--version`) cannot be run or fails: the tool the test needs is missing. `install` says how
