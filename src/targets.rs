@@ -183,7 +183,7 @@ fn admit_family(target: &Target, family: Family) -> Result<(), String> {
 }
 
 /// `80`, `80,443`, `8000-8100`, `22,80,8000-8010`: the port ranges, in the order written.
-fn parse_port_list(list: &str) -> Result<Vec<RangeInclusive<u16>>, String> {
+pub fn parse_port_list(list: &str) -> Result<Vec<RangeInclusive<u16>>, String> {
     if !list.contains(',') {
         return parse_port_item(list).map(|range| vec![range]);
     }
@@ -214,7 +214,8 @@ fn parse_port_item(item: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(first..=last)
 }
 
-fn parse_port(text: &str) -> Result<u16, String> {
+/// A port from 1 to 65535, refused in the library's words.
+pub fn parse_port(text: &str) -> Result<u16, String> {
     Target::parse_port(text).map_err(|error| reason_of(&error))
 }
 

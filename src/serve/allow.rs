@@ -16,6 +16,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
+use crate::targets::{parse_port, parse_port_list};
+
 /// How a rule is written, repeated in error messages.
 const RULE_FORMS: &str = "10.0.0.0/8, 10.0.0.5, ::1, fd00::/8, [fd00::/8]:80, localhost, \
                           db.internal:5432, 127.0.0.1:80,443,8000-8100";
@@ -221,40 +223,6 @@ fn parse_scope(host: &str) -> Result<Scope, String> {
         }
     }
     Ok(Scope::Network(network))
-}
-
-/// `80`, `80,443`, `8000-8100`, `22,8000-8010`: the port ranges.
-fn parse_port_list(list: &str) -> Result<Vec<RangeInclusive<u16>>, String> {
-    list.split(',')
-        .map(|item| {
-            if item.is_empty() && list.contains(',') {
-                return Err("the port list has an empty entry".to_owned());
-            }
-            let Some((first, last)) = item.split_once('-') else {
-                return parse_port(item).map(|port| port..=port);
-            };
-            let (first, last) = (parse_port(first)?, parse_port(last)?);
-            if first > last {
-                return Err(format!(
-                    "the port range {item} goes backwards; write {last}-{first}"
-                ));
-            }
-            Ok(first..=last)
-        })
-        .collect()
-}
-
-/// A port from 1 to 65535, in decimal digits.
-fn parse_port(text: &str) -> Result<u16, String> {
-    if text.is_empty() {
-        return Err("the port is missing; write host:port, like db.internal:5432".into());
-    }
-    match text.parse::<u16>() {
-        Ok(port) if port > 0 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(port),
-        _ => Err(format!(
-            "the port {text:.12} is not a number from 1 to 65535"
-        )),
-    }
 }
 
 /// Refuses a host name that cannot exist, or that the resolver would read as an IPv4 number
@@ -684,8 +652,8 @@ mod tests {
             ("fe80::1%eth0", "not zones"),
             ("db:", "port is missing"),
             (":80", "missing"),
-            ("db:0", "not a number from 1 to 65535"),
-            ("db:65536", "not a number from 1 to 65535"),
+            ("db:0", "port 0 cannot be checked"),
+            ("db:65536", "out of range"),
             ("db:http", "not a number"),
             ("db:80,", "empty entry"),
             ("db:,80", "empty entry"),

@@ -175,7 +175,8 @@ fn parse_query(query: &str) -> Result<Request, String> {
     })
 }
 
-/// The scraper's timeout less `offset`, capped by the module's `cap`.
+/// The scraper's timeout less `offset`, capped by the module's `cap` (none when zero, as
+/// blackbox_exporter's 0).
 fn probe_timeout(
     header: Option<&str>,
     offset: Duration,
@@ -192,7 +193,10 @@ fn probe_timeout(
                 format!("X-Prometheus-Scrape-Timeout-Seconds {text:?} is not a number of seconds")
             })?,
     };
-    let timeout = scrape.saturating_sub(offset).min(cap);
+    let mut timeout = scrape.saturating_sub(offset);
+    if !cap.is_zero() {
+        timeout = timeout.min(cap);
+    }
     if timeout.is_zero() {
         return Err(format!(
             "the scrape timeout ({scrape:?}) leaves no time for a probe after the offset of \
@@ -406,6 +410,11 @@ mod tests {
         );
         assert_eq!(probe_timeout(Some("10.0"), offset, cap), Ok(cap));
         assert_eq!(probe_timeout(None, offset, cap), Ok(cap));
+        let uncapped = Duration::ZERO;
+        assert_eq!(
+            probe_timeout(Some("10"), offset, uncapped),
+            Ok(Duration::from_millis(9500))
+        );
         assert!(probe_timeout(Some("0.5"), offset, cap).is_err());
         assert!(probe_timeout(Some("soon"), offset, cap).is_err());
         assert!(probe_timeout(Some("-1"), offset, cap).is_err());
