@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tcp_shaker::Outcome;
-use tcp_shaker::health::{CheckEvent, Judgement, Observe, Status, Transition, WatchId};
+use tcp_shaker::health::{CheckEvent, Judgement, Status, Transition, WatchId};
 
 /// Upper bounds of the check-duration buckets, in seconds: from a loopback answer to a timeout.
 const CHECK_BUCKETS: [f64; 10] = [
@@ -105,6 +105,10 @@ impl Metrics {
             targets_checked: Gauge::default(),
         };
         metrics.last_reload_successful.set(1);
+        for result in ["success", "failure"] {
+            // Both series from the start, at 0, so that increase() sees the first reload.
+            let _ = metrics.reloads.get_or_create(&[("result", result)]);
+        }
         let mut registry = Registry::default();
         let families = &metrics.targets;
         registry.register(
@@ -242,7 +246,7 @@ impl Metrics {
     }
 
     /// Records one finished health check.
-    fn record_check(&self, event: &CheckEvent<'_>) {
+    pub fn record_check(&self, event: &CheckEvent<'_>) {
         self.lateness.observe(event.lateness.as_secs_f64());
         let Some(judgement) = event.status.last_check.as_ref().map(|last| &last.judgement) else {
             return;
@@ -278,7 +282,7 @@ impl Metrics {
     }
 
     /// Records a change between up and down.
-    fn record_transition(&self, transition: &Transition) {
+    pub fn record_transition(&self, transition: &Transition) {
         let labels = self.read_labels();
         let Some(target) = labels.get(&transition.id) else {
             return;
@@ -319,26 +323,6 @@ fn outcome_label(judgement: &Judgement) -> &'static str {
             Outcome::Unreachable => "unreachable",
         },
         Judgement::NotResolved(_) | Judgement::CheckerError { .. } => "resolve_failed",
-    }
-}
-
-/// The health monitor's observer: updates the metrics, then hands each event on (to the log).
-pub struct MetricsObserver<O> {
-    /// The metrics to update.
-    pub metrics: Arc<Metrics>,
-    /// Who sees the events next.
-    pub next: O,
-}
-
-impl<O: Observe> Observe for MetricsObserver<O> {
-    fn checked(&mut self, event: &CheckEvent<'_>) {
-        self.metrics.record_check(event);
-        self.next.checked(event);
-    }
-
-    fn changed(&mut self, transition: &Transition) {
-        self.metrics.record_transition(transition);
-        self.next.changed(transition);
     }
 }
 
