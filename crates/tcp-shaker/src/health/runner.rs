@@ -19,6 +19,11 @@ use crate::batch::{Batch, Completion};
 /// late a `watch` or `unwatch` can take effect while checks are in flight.
 const CONTROL_LATENCY: Duration = Duration::from_millis(20);
 
+/// The shortest the scheduler sleeps between two rounds of starting checks while checks are in
+/// flight: the checks that fall due meanwhile go to the checker together, in one hand-over,
+/// rather than one wake-up of its loop each. A check starts at most this much late for it.
+const START_TICK: Duration = Duration::from_millis(1);
+
 /// The longest it sleeps with nothing in flight and nothing due.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 
@@ -65,6 +70,7 @@ impl Scheduler {
 
     /// Runs until the monitor is dropped.
     pub(super) fn run(mut self) {
+        let mut next_round = Instant::now();
         loop {
             loop {
                 match self.commands.try_recv() {
@@ -73,14 +79,19 @@ impl Scheduler {
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
-            self.start_due(Instant::now());
+            let now = Instant::now();
+            if now >= next_round {
+                self.start_due(now);
+                next_round = now + START_TICK;
+            }
             self.in_flight
                 .store(self.batch.outstanding(), Ordering::Relaxed);
-            let now = Instant::now();
             let next_due = self.queue.peek().map(|Reverse((due, _))| *due);
+            let next_start = next_due.map(|due| due.max(next_round));
             if self.batch.outstanding() > 0 {
-                let until =
-                    next_due.map_or(now + CONTROL_LATENCY, |due| due.min(now + CONTROL_LATENCY));
+                let until = next_start.map_or(now + CONTROL_LATENCY, |start| {
+                    start.min(now + CONTROL_LATENCY)
+                });
                 if let Some(completion) = self.batch.next_until(until) {
                     self.finish(completion);
                     while let Some(completion) = self.batch.try_next() {
@@ -88,8 +99,10 @@ impl Scheduler {
                     }
                 }
             } else {
-                let wait = next_due.map_or(IDLE_WAIT, |due| due.saturating_duration_since(now));
-                match self.commands.recv_timeout(wait.min(IDLE_WAIT)) {
+                let wait = next_start.map_or(IDLE_WAIT, |start| {
+                    start.saturating_duration_since(now).min(IDLE_WAIT)
+                });
+                match self.commands.recv_timeout(wait) {
                     Ok(control) => self.obey(control),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
