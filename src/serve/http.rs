@@ -17,6 +17,7 @@ use tokio::sync::{Mutex, Semaphore, watch};
 
 use super::api;
 use super::metrics::Format;
+use super::page;
 use super::probe;
 use super::service::Service;
 
@@ -38,10 +39,10 @@ struct Shared {
     rendered: Mutex<Option<Rendered>>,
 }
 
-/// A rendering of `/metrics`, and when it started.
+/// A rendering of `/metrics`, and when it was done.
 #[derive(Debug)]
 struct Rendered {
-    started: Instant,
+    finished: Instant,
     format: Format,
     body: Bytes,
 }
@@ -53,7 +54,10 @@ fn router(service: Arc<Service>) -> Router {
         rendered: Mutex::new(None),
     });
     Router::new()
-        .route("/", get(index))
+        .route("/", get(page::index))
+        .route("/page.js", get(page::script))
+        .route("/page.css", get(page::style))
+        .route("/badge/{*path}", get(badge))
         .route("/metrics", get(metrics))
         .route("/probe", get(probe_target))
         .route("/health", get(health))
@@ -110,23 +114,10 @@ fn text(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-async fn index() -> Response {
-    text(
-        StatusCode::OK,
-        "tcp-checker serve: half-open TCP health checks\n\n\
-         /metrics          the targets' health and the service's own metrics (Prometheus)\n\
-         /probe?target=    one check, as blackbox_exporter's TCP prober answers it\n\
-         /health           200 when every target is up\n\
-         /health/{target}  200 while that target is up, 503 while down\n\
-         /api/targets      every target's state, as JSON\n"
-            .into(),
-    )
-}
-
 async fn not_found() -> Response {
     text(
         StatusCode::NOT_FOUND,
-        "no such page; / lists what this service serves\n".into(),
+        "no such page; / is the status page, and the README lists every endpoint\n".into(),
     )
 }
 
@@ -138,15 +129,15 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     let format = accept(&headers);
     let arrived = Instant::now();
     let mut rendered = shared.rendered.lock().await;
-    // A rendering that started after this scrape arrived is as fresh as a new one.
+    // A rendering done after this scrape arrived (while it waited its turn) is at most one
+    // rendering old: it serves this scrape too, so that concurrent scrapes cost one rendering.
     let fresh = rendered
         .as_ref()
-        .filter(|last| last.started >= arrived && last.format == format)
+        .filter(|last| last.finished >= arrived && last.format == format)
         .map(|last| last.body.clone());
     let body = match fresh {
         Some(body) => body,
         None => {
-            let started = Instant::now();
             let service = Arc::clone(&shared.service);
             let rendering = tokio::task::spawn_blocking(move || {
                 service
@@ -161,11 +152,13 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
                 );
             };
             let body = Bytes::from(body);
+            let finished = Instant::now();
             *rendered = Some(Rendered {
-                started,
+                finished,
                 format,
                 body: body.clone(),
             });
+            forget_later(Arc::clone(&shared), finished);
             body
         }
     };
@@ -176,6 +169,18 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         HeaderValue::from_static(format.content_type()),
     );
     response
+}
+
+/// Drops the kept rendering a second after it was done, unless a newer one replaced it: no
+/// scrape waits that long for its turn, and the memory is the service's again.
+fn forget_later(shared: Arc<Shared>, finished: Instant) {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut rendered = shared.rendered.lock().await;
+        if rendered.as_ref().is_some_and(|last| last.finished == finished) {
+            *rendered = None;
+        }
+    });
 }
 
 async fn probe_target(
@@ -211,6 +216,10 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
 async fn target_health(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
     let (status, body) = api::target_health(&shared.service, &name);
     text(status, body)
+}
+
+async fn badge(State(shared): State<Arc<Shared>>, Path(path): Path<String>) -> Response {
+    page::badge(&shared.service, &path)
 }
 
 async fn targets(State(shared): State<Arc<Shared>>) -> Response {
