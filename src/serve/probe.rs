@@ -229,11 +229,14 @@ async fn probe(
         ..Findings::default()
     };
     let is_name = matches!(target.host, ProbeHost::Name(_));
-    let vetting = {
+    // Only a name needs the resolver, which blocks: on a thread of its own, within the timeout.
+    let vetted = if is_name {
         let (allowlist, target) = (allowlist.clone(), target.clone());
-        tokio::task::spawn_blocking(move || allowlist.vet(&target, resolve))
+        let vetting = tokio::task::spawn_blocking(move || allowlist.vet(&target, resolve));
+        tokio::time::timeout(timeout, vetting).await
+    } else {
+        Ok(Ok(allowlist.vet(&target, resolve)))
     };
-    let vetted = tokio::time::timeout(timeout, vetting).await;
     if is_name {
         findings.dns_lookup = started.elapsed();
     }
