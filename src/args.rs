@@ -144,48 +144,38 @@ pub struct CheckArgs {
 /// Where the targets come from and how they are reached: the same for a run of checks and for
 /// `serve`.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Targets")]
 pub struct TargetArgs {
     /// Target specs given as arguments.
     #[arg(
         value_name = "TARGET",
-        help = "Targets: host:port, [v6]:port, host:80,443, host:8000-8100, host:22,80,8000-8010",
-        help_heading = "Targets"
+        help = "Targets: host:port, [v6]:port, host:80,443, host:8000-8100, host:22,80,8000-8010"
     )]
     pub specs: Vec<String>,
 
     /// A target, as a positional TARGET (repeatable)
-    #[arg(
-        short = 'a',
-        long = "address",
-        value_name = "ADDR",
-        help_heading = "Targets"
-    )]
+    #[arg(short = 'a', long = "address", value_name = "ADDR")]
     pub address: Vec<String>,
 
     /// Read targets from FILE, one a line; blank lines and # comments are ignored; - is
     /// standard input (repeatable)
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "FILE",
-        help_heading = "Targets"
-    )]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
     /// Check IPv4 addresses only
-    #[arg(short = '4', conflicts_with = "ipv6", help_heading = "Targets")]
+    #[arg(short = '4', conflicts_with = "ipv6")]
     pub ipv4: bool,
 
     /// Check IPv6 addresses only
-    #[arg(short = '6', help_heading = "Targets")]
+    #[arg(short = '6')]
     pub ipv6: bool,
 
     /// Send checks from this local address (one per address family; repeatable)
-    #[arg(long, value_name = "ADDR", help_heading = "Targets")]
+    #[arg(long, value_name = "ADDR")]
     pub source: Vec<IpAddr>,
 
     /// Send checks through this network interface only (Linux)
-    #[arg(long, value_name = "NAME", help_heading = "Targets")]
+    #[arg(long, value_name = "NAME")]
     pub interface: Option<String>,
 }
 
@@ -196,59 +186,70 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub targets: TargetArgs,
 
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+/// How `serve` serves: where, from which config, which shard, its log, its probe allowlist.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Service")]
+pub struct ServiceArgs {
     /// Serve HTTP on this address [default: 127.0.0.1:9476]
-    #[arg(long, value_name = "ADDR", help_heading = "Service")]
+    #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
 
     /// Read targets and settings from this TOML file; SIGHUP reads it again
-    #[arg(long, value_name = "FILE", help_heading = "Service")]
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Check only this instance's share of the targets: I/N, I from 0 to N-1
-    #[arg(long, value_name = "I/N", help_heading = "Service")]
+    #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
 
     /// Log transitions as text or as JSON lines [default: text]
-    #[arg(long, value_name = "FORMAT", help_heading = "Service")]
+    #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<crate::serve::LogFormat>,
 
     /// Let /probe check this network, address or host, on these ports (CIDR|HOST[:PORTS]);
     /// repeatable. Without any, /probe checks nothing
-    #[arg(long, value_name = "RULE", help_heading = "Service")]
+    #[arg(long, value_name = "RULE")]
     pub probe_allow: Vec<String>,
+}
 
+/// How `serve` judges its targets' health (each overrides the config's `[defaults]`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Health")]
+pub struct HealthArgs {
     /// Time between checks of a target whose state is settled [default: 2s]
-    #[arg(short = 'i', long, value_name = "TIME", value_parser = parse_timeout,
-          help_heading = "Health")]
+    #[arg(short = 'i', long, value_name = "TIME", value_parser = parse_timeout)]
     pub interval: Option<Duration>,
 
     /// Time between checks while a state is changing [default: the interval]
-    #[arg(long, value_name = "TIME", value_parser = parse_timeout, help_heading = "Health")]
+    #[arg(long, value_name = "TIME", value_parser = parse_timeout)]
     pub fast_interval: Option<Duration>,
 
     /// Time between checks while a target is down [default: the interval]
-    #[arg(long, value_name = "TIME", value_parser = parse_timeout, help_heading = "Health")]
+    #[arg(long, value_name = "TIME", value_parser = parse_timeout)]
     pub down_interval: Option<Duration>,
 
     /// Timeout of each check, name resolution included [default: 1s]
-    #[arg(short = 't', long, value_name = "TIME", value_parser = parse_timeout,
-          help_heading = "Health")]
+    #[arg(short = 't', long, value_name = "TIME", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
     /// Successes in a row that bring a down target up [default: 2]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000),
-          help_heading = "Health")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rise: Option<u32>,
 
     /// Failures in a row that bring an up target down [default: 3]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000),
-          help_heading = "Health")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub fall: Option<u32>,
 
     /// The state of a target before its first check: fully-up, up (the first failure marks
     /// it down), down (the first success marks it up) or fully-down [default: up]
-    #[arg(long, value_name = "STATE", value_parser = <InitialState as std::str::FromStr>::from_str,
-          help_heading = "Health")]
+    #[arg(long, value_name = "STATE", value_parser = <InitialState as std::str::FromStr>::from_str)]
     pub initial_state: Option<InitialState>,
 }
 

@@ -10,9 +10,11 @@
 mod allow;
 mod api;
 mod config;
+mod history;
 mod http;
 mod log;
 mod metrics;
+mod page;
 mod plan;
 mod probe;
 mod service;
@@ -92,7 +94,12 @@ async fn serve(args: Box<ServeArgs>, plan: ServePlan) -> anyhow::Result<u8> {
 /// SIGHUP: the plan made again; put in force if it is valid, else the running one kept.
 async fn reload(args: Arc<ServeArgs>, service: Arc<Service>, listening: std::net::SocketAddr) {
     let log = service.log;
-    let Some(path) = args.config.as_ref().map(|p| p.display().to_string()) else {
+    let Some(path) = args
+        .service
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+    else {
         log.service(
             "reload_skipped",
             "SIGHUP: no --config file to read again; nothing changed",

@@ -58,7 +58,7 @@ pub struct ServePlan {
 impl ServePlan {
     /// The plan of `args`, reading the config file and the target files they name.
     pub fn new(args: &ServeArgs) -> anyhow::Result<ServePlan> {
-        let file = match &args.config {
+        let file = match &args.service.config {
             Some(path) => config::load(path).map_err(|error| anyhow::anyhow!("{error}"))?,
             None => ServeConfig::default(),
         };
@@ -93,7 +93,7 @@ impl ServePlan {
             }
         }
         let configured = targets.len();
-        let shard = match &args.shard {
+        let shard = match &args.service.shard {
             Some(text) => Some(
                 text.parse::<Shard>()
                     .map_err(|e| anyhow::anyhow!("--shard: {e}"))?,
@@ -136,11 +136,15 @@ impl ServePlan {
             .or(file.interface.as_deref());
         let checker = binding::checker_builder(sources, interface)?;
         Ok(ServePlan {
-            listen: match args.listen.or(file.listen) {
+            listen: match args.service.listen.or(file.listen) {
                 Some(listen) => listen,
                 None => DEFAULT_LISTEN.parse()?,
             },
-            log: args.log_format.or(file.log_format).unwrap_or_default(),
+            log: args
+                .service
+                .log_format
+                .or(file.log_format)
+                .unwrap_or_default(),
             checker,
             targets: planned,
             configured,
@@ -152,13 +156,13 @@ impl ServePlan {
 /// The flags that set a knob.
 fn flag_knobs(args: &ServeArgs) -> Knobs {
     Knobs {
-        interval: args.interval,
-        fast_interval: args.fast_interval,
-        down_interval: args.down_interval,
-        timeout: args.timeout,
-        rise: args.rise,
-        fall: args.fall,
-        initial_state: args.initial_state,
+        interval: args.health.interval,
+        fast_interval: args.health.fast_interval,
+        down_interval: args.health.down_interval,
+        timeout: args.health.timeout,
+        rise: args.health.rise,
+        fall: args.health.fall,
+        initial_state: args.health.initial_state,
         family: match (args.targets.ipv4, args.targets.ipv6) {
             (true, _) => Some(Family::V4),
             (_, true) => Some(Family::V6),
@@ -176,7 +180,7 @@ fn probe_settings(args: &ServeArgs, probe: config::ProbeConfig) -> anyhow::Resul
             anyhow::anyhow!("{}: [probe] allow {:?}: {reason}", rule.position, rule.text)
         })?);
     }
-    for text in &args.probe_allow {
+    for text in &args.service.probe_allow {
         rules.push(
             AllowRule::parse(text)
                 .map_err(|reason| anyhow::anyhow!("--probe-allow {text:?}: {reason}"))?,
