@@ -11,12 +11,13 @@ use crate::options::{CheckOptions, Family};
 pub enum InitialState {
     /// Up, and `fall` failures away from down.
     FullyUp,
-    /// Up, but the first failure marks it down; the first success confirms it. HAProxy's
-    /// default, and this one's: a service that restarts does not report its targets down while
-    /// their first checks are still on the way.
+    /// Up, until the first check decides: a failure marks it down at once, a success confirms
+    /// it (fully up). HAProxy's default, and this one's: a service that restarts does not
+    /// report its targets down while their first checks are on the way.
     #[default]
     Up,
-    /// Down, but the first success marks it up.
+    /// Down, until the first check decides: a success marks it up at once, a failure confirms
+    /// it (fully down).
     Down,
     /// Down, and `rise` successes away from up.
     FullyDown,

@@ -59,6 +59,9 @@ impl fmt::Display for State {
 pub struct Health {
     counter: u32,
     up: bool,
+    /// Before the first result of a target that started [`InitialState::Up`] or
+    /// [`InitialState::Down`]: that result alone decides.
+    unconfirmed: bool,
     rise: u32,
     fall: u32,
 }
@@ -68,15 +71,17 @@ impl Health {
     pub fn new(policy: &Policy) -> Health {
         let rise = policy.rise.max(1);
         let fall = policy.fall.max(1);
-        let (counter, up) = match policy.initial_state {
-            InitialState::FullyUp => (rise + fall - 1, true),
-            InitialState::Up => (rise, true),
-            InitialState::Down => (rise - 1, false),
-            InitialState::FullyDown => (0, false),
+        let top = rise + fall - 1;
+        let (counter, up, unconfirmed) = match policy.initial_state {
+            InitialState::FullyUp => (top, true, false),
+            InitialState::Up => (top, true, true),
+            InitialState::Down => (0, false, true),
+            InitialState::FullyDown => (0, false, false),
         };
         Health {
             counter,
             up,
+            unconfirmed,
             rise,
             fall,
         }
@@ -89,6 +94,12 @@ impl Health {
     /// Records one result (`true`: the port answered); the new state if it changed between
     /// up and down.
     pub fn record(&mut self, success: bool) -> Option<State> {
+        if std::mem::take(&mut self.unconfirmed) && self.up != success {
+            // The first result of an unconfirmed state: it decides at once.
+            self.up = success;
+            self.counter = if success { self.top() } else { 0 };
+            return Some(if success { State::Up } else { State::Down });
+        }
         match (self.up, success) {
             (false, true) => {
                 self.counter += 1;
@@ -199,14 +210,19 @@ mod tests {
     }
 
     #[test]
-    fn each_initial_state_starts_where_haproxy_starts_it() {
-        let first_failure = |initial| run(health(2, 3, initial), "-");
-        let first_success = |initial| run(health(2, 3, initial), "+");
-        assert_eq!(first_failure(InitialState::FullyUp), ["UP 2/3"]);
-        assert_eq!(first_failure(InitialState::Up), ["DOWN"]);
-        assert_eq!(first_success(InitialState::Up), ["UP 2/3"]);
-        assert_eq!(first_success(InitialState::Down), ["UP"]);
-        assert_eq!(first_success(InitialState::FullyDown), ["DOWN 1/2"]);
+    fn each_initial_state_starts_as_haproxys_init_state() {
+        let states = |initial, results| run(health(2, 3, initial), results);
+        assert_eq!(Health::new(&Policy::default()).to_string(), "UP");
+        assert_eq!(states(InitialState::FullyUp, "-"), ["UP 2/3"]);
+        assert_eq!(states(InitialState::Up, "-"), ["DOWN"]);
+        // A success confirms the state: later, fall failures bring it down.
+        assert_eq!(states(InitialState::Up, "+--"), ["UP", "UP 2/3", "UP 1/3"]);
+        assert_eq!(states(InitialState::Down, "+"), ["UP"]);
+        assert_eq!(
+            states(InitialState::Down, "-++"),
+            ["DOWN", "DOWN 1/2", "UP"]
+        );
+        assert_eq!(states(InitialState::FullyDown, "+"), ["DOWN 1/2"]);
     }
 
     #[test]
