@@ -10,7 +10,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:9476"   # socket address to serve HTTP on (IP address and port)
-//! log_format = "human"        # "human" | "json"
+//! log_format = "text"        # "text" | "json"
 //! shard = "0/3"               # I/N, 0 <= I < N: check shard I of N (from 0: a pod ordinal)
 //! source = ["192.0.2.1"]      # local addresses to check from, at most one per family
 //! interface = "eth0"          # network interface to check through

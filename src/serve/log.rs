@@ -36,7 +36,14 @@ impl Log {
     /// `reload_refused`, `stopping`), `message` says it for a reader.
     pub fn service(&self, event: &str, message: &str) {
         match self.format {
-            LogFormat::Text => self.write(&format!("{} {message}", now())),
+            // A message of several lines (a config file's excerpt) is several log lines, each
+            // with its time, for shippers that read a line at a time.
+            LogFormat::Text => {
+                let now = now();
+                for line in message.lines() {
+                    self.write(&format!("{now} {line}"));
+                }
+            }
             LogFormat::Json => self.write_json(json!({
                 "time": now(), "event": event, "message": message,
             })),

@@ -104,6 +104,10 @@ impl Metrics {
             targets_checked: Gauge::default(),
         };
         metrics.last_reload_successful.set(1);
+        for kind in ["not_started", "resource_limit", "no_local_address", "io"] {
+            // The checker's failures that can happen, at 0 from the start, for rate() alerts.
+            let _ = metrics.checker_errors.get_or_create(&[("kind", kind)]);
+        }
         for result in ["success", "failure"] {
             // Both series from the start, at 0, so that increase() sees the first reload.
             let _ = metrics.reloads.get_or_create(&[("result", result)]);

@@ -52,6 +52,11 @@ pub fn run(args: Box<ServeArgs>) -> anyhow::Result<u8> {
 }
 
 async fn serve(args: Box<ServeArgs>, plan: ServePlan) -> anyhow::Result<u8> {
+    // Handled before anything says the service is up, so that a signal sent the moment it
+    // does is handled, not fatal.
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let listener = TcpListener::bind(plan.listen).await.with_context(|| {
         format!(
             "cannot listen on {}: give another address with --listen (or listen in the config)",
@@ -67,9 +72,6 @@ async fn serve(args: Box<ServeArgs>, plan: ServePlan) -> anyhow::Result<u8> {
         "started",
         &format!("serving http://{listening}/ with {watched} of {configured} configured targets"),
     );
-    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let (stop, stopped) = watch::channel(false);
     let server = tokio::spawn(http::serve(listener, Arc::clone(&service), stopped));
     let args: Arc<ServeArgs> = Arc::from(args);
