@@ -71,6 +71,25 @@ pub struct TargetJson<'a> {
     transitions: u64,
     last_change: Option<String>,
     last_check: Option<LastCheckJson>,
+    uptime: UptimeJson,
+    history: HistoryJson,
+}
+
+/// A target's share of successful checks in `/api/targets`.
+#[derive(Debug, Serialize)]
+pub struct UptimeJson {
+    hour: Option<f64>,
+    day: Option<f64>,
+}
+
+/// A target's recent checks in `/api/targets`, oldest first.
+#[derive(Debug, Serialize)]
+pub struct HistoryJson {
+    /// One letter per check: o open, c closed, t timed out, u unreachable, r not resolved,
+    /// e checker error.
+    outcomes: String,
+    /// The round trip of each in microseconds, 0 when not open.
+    rtt_us: Vec<u32>,
 }
 
 /// A target's last check in `/api/targets`.
@@ -115,6 +134,7 @@ pub fn targets_json(service: &Service) -> String {
         let targets: Vec<TargetJson<'_>> = statuses
             .filter_map(|status| {
                 let plan = current.plan_of(status.id)?;
+                let past = service.history.past(status.id);
                 Some(TargetJson {
                     name: &status.name,
                     group: plan.group.as_deref(),
@@ -134,6 +154,14 @@ pub fn targets_json(service: &Service) -> String {
                     transitions: status.transitions,
                     last_change: status.last_change.map(rfc3339),
                     last_check: last_check_json(status),
+                    uptime: UptimeJson {
+                        hour: past.uptime_hour,
+                        day: past.uptime_day,
+                    },
+                    history: HistoryJson {
+                        outcomes: past.outcomes,
+                        rtt_us: past.rtt_us,
+                    },
                 })
             })
             .collect();

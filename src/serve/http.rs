@@ -177,7 +177,10 @@ fn forget_later(shared: Arc<Shared>, finished: Instant) {
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut rendered = shared.rendered.lock().await;
-        if rendered.as_ref().is_some_and(|last| last.finished == finished) {
+        if rendered
+            .as_ref()
+            .is_some_and(|last| last.finished == finished)
+        {
             *rendered = None;
         }
     });

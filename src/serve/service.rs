@@ -6,10 +6,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tcp_shaker::Checker;
-use tcp_shaker::health::{Monitor, WatchId};
+use tcp_shaker::health::{CheckEvent, Monitor, Observe, Transition, WatchId};
 
+use super::history::History;
 use super::log::Log;
-use super::metrics::{Metrics, MetricsObserver, TargetLabels};
+use super::metrics::{Metrics, TargetLabels};
 use super::plan::TargetPlan;
 use super::probe::ProbeSettings;
 
@@ -79,6 +80,8 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// The service's log.
     pub log: Log,
+    /// The targets' recent checks and uptime, for the status page.
+    pub history: Arc<History>,
     current: RwLock<Arc<Current>>,
 }
 
@@ -91,9 +94,11 @@ impl Service {
         probe: ProbeSettings,
     ) -> Service {
         let metrics = Arc::new(Metrics::new());
-        let observer = MetricsObserver {
+        let history = Arc::new(History::default());
+        let observer = Recorder {
             metrics: Arc::clone(&metrics),
-            next: log,
+            history: Arc::clone(&history),
+            log,
         };
         let monitor = Monitor::start(&checker, observer);
         let service = Service {
@@ -101,6 +106,7 @@ impl Service {
             monitor,
             metrics,
             log,
+            history,
             current: RwLock::default(),
         };
         service.apply(targets, probe);
@@ -130,6 +136,7 @@ impl Service {
             changes.removed += 1;
             self.monitor.unwatch(*id);
             self.metrics.remove_target(*id);
+            self.history.forget(*id);
         }
         let watched: Vec<(WatchId, TargetPlan)> = targets
             .into_iter()
@@ -153,5 +160,26 @@ impl Service {
             self.metrics.add_target(&status, labels);
         }
         id
+    }
+}
+
+/// The monitor's observer: every check goes to the metrics and the history, every transition
+/// to the metrics and the log.
+struct Recorder {
+    metrics: Arc<Metrics>,
+    history: Arc<History>,
+    log: Log,
+}
+
+impl Observe for Recorder {
+    fn checked(&mut self, event: &CheckEvent<'_>) {
+        self.metrics.record_check(event);
+        self.history.record(event);
+        self.log.checked(event);
+    }
+
+    fn changed(&mut self, transition: &Transition) {
+        self.metrics.record_transition(transition);
+        self.log.changed(transition);
     }
 }
