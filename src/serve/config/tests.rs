@@ -481,3 +481,11 @@ fn load_reads_the_file_or_says_why_not() {
         )
     );
 }
+
+#[test]
+fn the_example_config_file_of_the_repository_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/serve/config.toml");
+    let config = load(&path).unwrap_or_else(|error| panic!("{error}"));
+    assert!(!config.targets.is_empty());
+    assert!(!config.probe.allow.is_empty());
+}
