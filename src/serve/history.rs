@@ -2,12 +2,11 @@
 //! trip), and the share of successful checks over the last hour and day, in bounded memory
 //! (about 700 bytes a target).
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tcp_shaker::Outcome;
-use tcp_shaker::health::{CheckEvent, Judgement, WatchId};
+use tcp_shaker::health::{CheckEvent, Judgement, WatchId, WatchMap};
 
 /// Checks kept per target for the page's chart.
 pub const RECENT_CHECKS: usize = 60;
@@ -92,7 +91,7 @@ pub struct Past {
 /// Every target's past, by watch.
 #[derive(Debug, Default)]
 pub struct History {
-    records: Mutex<HashMap<WatchId, Record>>,
+    records: Mutex<WatchMap<Record>>,
 }
 
 impl History {
@@ -150,7 +149,7 @@ impl History {
             .and_then(|record| record.hours.ratio(hour))
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<WatchId, Record>> {
+    fn lock(&self) -> MutexGuard<'_, WatchMap<Record>> {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

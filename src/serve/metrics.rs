@@ -6,9 +6,8 @@
 //! the Prometheus text format 0.0.4, which differs only in the names of counter families and
 //! in having no `# EOF` and `# UNIT` lines.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
@@ -18,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tcp_shaker::Outcome;
-use tcp_shaker::health::{CheckEvent, Judgement, Status, Transition, WatchId};
+use tcp_shaker::health::{CheckEvent, Judgement, Status, Transition, WatchId, WatchMap};
 
 /// Upper bounds of the check-duration buckets, in seconds: a host next door, a LAN, a region,
 /// a continent, a timeout. Few, since every target has its own series of each.
@@ -66,12 +65,27 @@ struct TargetFamilies {
     last_change: Family<TargetLabels, Gauge<f64, AtomicU64>>,
 }
 
+/// One target's labels, and its series in each family: taken from the families once, when it
+/// is watched, so that a check costs no lookup by labels.
+#[derive(Debug)]
+struct Series {
+    labels: TargetLabels,
+    up: Gauge,
+    /// By outcome, in the order of [`OUTCOMES`]; each made by the first check with it.
+    checks: [OnceLock<Counter>; 5],
+    duration: Histogram,
+    transitions: Counter,
+    /// Made by the first transition.
+    last_change: OnceLock<Gauge<f64, AtomicU64>>,
+}
+
 /// Every metric the service exposes, and the labels of each watched target.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     targets: TargetFamilies,
-    labels: RwLock<HashMap<WatchId, TargetLabels>>,
+    /// Each watched target's labels and series, looked up once per check.
+    series: RwLock<WatchMap<Series>>,
     checker_errors: Family<LabelPair, Counter>,
     in_flight: Gauge,
     lateness: Histogram,
@@ -94,7 +108,7 @@ impl Metrics {
         let metrics = Metrics {
             registry: Registry::default(),
             targets,
-            labels: RwLock::default(),
+            series: RwLock::default(),
             checker_errors: Family::default(),
             in_flight: Gauge::default(),
             lateness: Histogram::new(LATENESS_BUCKETS),
@@ -194,19 +208,24 @@ impl Metrics {
 
     /// Starts the series of a newly watched target, in its initial state.
     pub fn add_target(&self, status: &Status, labels: TargetLabels) {
-        self.targets
-            .up
-            .get_or_create(&labels)
-            .set(i64::from(status.health.is_up()));
-        // A transitions series at 0 from the start, so that increase() sees the first one.
-        let _ = self.targets.transitions.get_or_create(&labels);
-        self.write_labels().insert(status.id, labels);
+        let families = &self.targets;
+        let series = Series {
+            up: families.up.get_or_create(&labels).clone(),
+            checks: Default::default(),
+            duration: families.duration.get_or_create(&labels).clone(),
+            // At 0 from the start, so that increase() sees the first transition.
+            transitions: families.transitions.get_or_create(&labels).clone(),
+            last_change: OnceLock::new(),
+            labels,
+        };
+        series.up.set(i64::from(status.health.is_up()));
+        self.write_series().insert(status.id, series);
         self.update_target_count();
     }
 
     /// Ends every series of a target that is no longer watched.
     pub fn remove_target(&self, id: WatchId) {
-        let Some(labels) = self.write_labels().remove(&id) else {
+        let Some(Series { labels, .. }) = self.write_series().remove(&id) else {
             return;
         };
         let families = &self.targets;
@@ -235,17 +254,17 @@ impl Metrics {
     }
 
     fn update_target_count(&self) {
-        let count = self.read_labels().len();
+        let count = self.read_series().len();
         self.targets_checked
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    fn read_labels(&self) -> std::sync::RwLockReadGuard<'_, HashMap<WatchId, TargetLabels>> {
-        self.labels.read().unwrap_or_else(PoisonError::into_inner)
+    fn read_series(&self) -> RwLockReadGuard<'_, WatchMap<Series>> {
+        self.series.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_labels(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<WatchId, TargetLabels>> {
-        self.labels.write().unwrap_or_else(PoisonError::into_inner)
+    fn write_series(&self) -> RwLockWriteGuard<'_, WatchMap<Series>> {
+        self.series.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records one finished health check.
@@ -260,23 +279,19 @@ impl Metrics {
                 .inc();
             return;
         }
-        let labels = self.read_labels();
-        let Some(target) = labels.get(&event.status.id) else {
+        let all = self.read_series();
+        let Some(series) = all.get(&event.status.id) else {
             return;
         };
-        let families = &self.targets;
-        families
-            .up
-            .get_or_create(target)
-            .set(i64::from(event.status.health.is_up()));
-        families
-            .checks
-            .get_or_create(&(target.clone(), [("outcome", outcome_label(judgement))]))
+        series.up.set(i64::from(event.status.health.is_up()));
+        let (at, outcome) = outcome_label(judgement);
+        series.checks[at]
+            .get_or_init(|| {
+                let labels = (series.labels.clone(), [("outcome", outcome)]);
+                self.targets.checks.get_or_create(&labels).clone()
+            })
             .inc();
-        families
-            .duration
-            .get_or_create(target)
-            .observe(event.duration.as_secs_f64());
+        series.duration.observe(event.duration.as_secs_f64());
         if let Judgement::Checked(report) = judgement {
             if let Some(resolving) = report.resolve_time() {
                 self.resolve_duration.observe(resolving.as_secs_f64());
@@ -286,18 +301,21 @@ impl Metrics {
 
     /// Records a change between up and down.
     pub fn record_transition(&self, transition: &Transition) {
-        let labels = self.read_labels();
-        let Some(target) = labels.get(&transition.id) else {
+        let all = self.read_series();
+        let Some(series) = all.get(&transition.id) else {
             return;
         };
-        self.targets.transitions.get_or_create(target).inc();
+        series.transitions.inc();
         let at = transition
             .at
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
-        self.targets
+        series
             .last_change
-            .get_or_create(target)
+            .get_or_init(|| {
+                let family = &self.targets.last_change;
+                family.get_or_create(&series.labels).clone()
+            })
             .set(at.as_secs_f64());
     }
 
@@ -317,16 +335,18 @@ const OUTCOMES: [&str; 5] = [
     "resolve_failed",
 ];
 
-fn outcome_label(judgement: &Judgement) -> &'static str {
-    match judgement {
+/// The place of a check's outcome in [`OUTCOMES`], and its label value.
+fn outcome_label(judgement: &Judgement) -> (usize, &'static str) {
+    let at = match judgement {
         Judgement::Checked(report) => match report.outcome() {
-            Outcome::Open { .. } => "open",
-            Outcome::Closed => "closed",
-            Outcome::TimedOut => "timed_out",
-            Outcome::Unreachable => "unreachable",
+            Outcome::Open { .. } => 0,
+            Outcome::Closed => 1,
+            Outcome::TimedOut => 2,
+            Outcome::Unreachable => 3,
         },
-        Judgement::NotResolved(_) | Judgement::CheckerError { .. } => "resolve_failed",
-    }
+        Judgement::NotResolved(_) | Judgement::CheckerError { .. } => 4,
+    };
+    (at, OUTCOMES[at])
 }
 
 /// An exposition format.

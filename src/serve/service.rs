@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tcp_shaker::Checker;
-use tcp_shaker::health::{CheckEvent, Monitor, Observe, Transition, WatchId};
+use tcp_shaker::health::{CheckEvent, Monitor, Observe, Transition, WatchId, WatchMap};
 
 use super::history::History;
 use super::log::Log;
@@ -20,7 +20,7 @@ pub struct Current {
     /// The watched targets, in the plan's order, with their watch ids.
     pub targets: Vec<(WatchId, TargetPlan)>,
     /// Index into `targets` by watch id.
-    by_id: HashMap<WatchId, usize>,
+    by_id: WatchMap<usize>,
     /// Index into `targets` by name.
     by_name: HashMap<String, usize>,
     /// How `/probe` is configured.

@@ -2,7 +2,7 @@
 //! through one [`Batch`], and what each result does to its status.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{
     CheckEvent, Control, Health, Judgement, LastCheck, Observe, State, Statuses, Transition, Watch,
-    WatchId,
+    WatchId, WatchMap,
 };
 use crate::batch::{Batch, Completion};
 
@@ -42,7 +42,7 @@ pub(super) struct Scheduler {
     commands: Receiver<Control>,
     statuses: Statuses,
     observer: Box<dyn Observe>,
-    watches: HashMap<WatchId, Scheduled>,
+    watches: WatchMap<Scheduled>,
     /// Due times, earliest first; an entry whose watch is gone or has moved on is skipped.
     queue: BinaryHeap<Reverse<(Instant, WatchId)>>,
     /// Checks in flight, for [`Monitor::checks_in_flight`](super::Monitor::checks_in_flight).
@@ -62,7 +62,7 @@ impl Scheduler {
             commands,
             statuses,
             observer,
-            watches: HashMap::new(),
+            watches: WatchMap::default(),
             queue: BinaryHeap::new(),
             in_flight,
         }
