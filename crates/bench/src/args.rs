@@ -1,6 +1,7 @@
 //! The command line: what to measure, and the hidden arguments of a child run.
 
 use std::net::SocketAddrV4;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -23,6 +24,16 @@ const DEFAULT_CONCURRENCY: [usize; 3] = [100, 1_000, 10_000];
 const DEFAULT_RUNS: usize = 3;
 /// One connection in this many is captured for the delay by default.
 const DEFAULT_DELAY_SAMPLE: u16 = 16;
+/// Targets of the `serve` scenario by default.
+const DEFAULT_TARGETS: usize = 20_000;
+/// The most targets `--targets` takes (`tcp-checker serve`'s own limit for a config file).
+const MAX_TARGETS: usize = 1_000_000;
+/// The measured window of the `serve` and `probe` scenarios by default, seconds.
+const DEFAULT_WINDOW_S: u64 = 10;
+/// Concurrent clients of the `probe` scenario by default.
+const DEFAULT_CLIENTS: usize = 16;
+/// The most clients `--clients` takes (a thread each).
+const MAX_CLIENTS: usize = 1_000;
 
 /// Benchmark of tcp-shaker's engine against a minimal floor loop and std full connects, all
 /// checking one open port of a local listener (127.0.0.1; over a veth pair with `--scenario
@@ -76,16 +87,37 @@ pub struct Args {
     /// Instead of the loopback table, a scenario: `leak` (the engine at the highest concurrency
     /// over 1000000 checks: accepted connections and delay), `scan` (the engine checks every
     /// port of 127.0.0.1), `veth` (the table of floor and engine on the poller's path, to a
-    /// listener in a network namespace of its own over a veth pair; needs root) or `rtt` (the
+    /// listener in a network namespace of its own over a veth pair; needs root), `rtt` (the
     /// same table across a real round trip of --rtt milliseconds, between two network
-    /// namespaces joined by a user-space delay line; needs root). With --quick, a smoke run of
-    /// the table scenarios.
+    /// namespaces joined by a user-space delay line; needs root), `serve` (`tcp-checker serve`
+    /// checking --targets targets every second, then HAProxy checking the same, if installed)
+    /// or `probe` (its /probe under --clients clients, then blackbox_exporter's, if installed).
+    /// With --quick, a smoke run of the table scenarios.
     #[arg(long, value_name = "NAME")]
     pub scenario: Option<Scenario>,
 
     /// The round trip of `--scenario rtt`, in milliseconds (half of it each way).
     #[arg(long = "rtt", value_name = "MS", default_value_t = DEFAULT_RTT_MS)]
     pub rtt_ms: u64,
+
+    /// Targets of `--scenario serve`, each a distinct loopback address (127.0.0.1, 127.0.0.2,
+    /// ...) on the listener's port, checked every second.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TARGETS)]
+    pub targets: usize,
+
+    /// The measured window of `--scenario serve` (per checker, after its warm-up) and of
+    /// `--scenario probe` (per exporter), in seconds.
+    #[arg(long = "window", value_name = "SECONDS", default_value_t = DEFAULT_WINDOW_S)]
+    pub window_s: u64,
+
+    /// Concurrent HTTP/1.1 keep-alive clients of `--scenario probe`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CLIENTS)]
+    pub clients: usize,
+
+    /// The `tcp-checker` binary that `--scenario serve` and `--scenario probe` run [default:
+    /// the one beside this program, as `cargo build --release` puts it].
+    #[arg(long, value_name = "PATH")]
+    pub tcp_checker: Option<PathBuf>,
 
     /// Print the results as JSON (stable field names) instead of a table.
     #[arg(long)]
@@ -169,6 +201,12 @@ pub enum Scenario {
     /// The table across a real round trip (`--rtt`), between two network namespaces joined by
     /// a user-space delay line: the poller's path, with the SYN-ACK arriving late.
     Rtt,
+    /// `tcp-checker serve` with `--targets` targets at a 1 s interval, then HAProxy with the
+    /// same: checks/s, schedule lateness, `/metrics` render time, memory and CPU per check.
+    Serve,
+    /// `/probe` of `tcp-checker serve` under a load of `--clients` clients, then
+    /// blackbox_exporter's: probes/s and CPU per probe.
+    Probe,
 }
 
 impl Args {
@@ -225,6 +263,11 @@ impl Args {
         Duration::from_millis(self.rtt_ms)
     }
 
+    /// The measured window of the `serve` and `probe` scenarios.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_s)
+    }
+
     /// Checks the values that clap cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         let sample = self.delay_sample();
@@ -238,6 +281,15 @@ impl Args {
             "--concurrency needs levels of at least 1"
         );
         anyhow::ensure!(self.timeout_ms > 0, "--timeout-ms must be at least 1");
+        anyhow::ensure!(
+            (1..=MAX_TARGETS).contains(&self.targets),
+            "--targets must be from 1 to {MAX_TARGETS}"
+        );
+        anyhow::ensure!(self.window_s > 0, "--window must be at least 1 second");
+        anyhow::ensure!(
+            (1..=MAX_CLIENTS).contains(&self.clients),
+            "--clients must be from 1 to {MAX_CLIENTS}"
+        );
         let longest = 2 * shaker_wire::delay_line::MAX_ONE_WAY;
         anyhow::ensure!(
             self.rtt() <= longest,

@@ -24,7 +24,7 @@ const TIME_WAIT_LIMIT: Duration = Duration::from_secs(65);
 const TIME_WAIT_POLL: Duration = Duration::from_secs(1);
 
 /// Where and how the benchmark ran.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Setup {
     /// The checked address.
     pub target: String,
@@ -265,8 +265,9 @@ impl Plan<'_> {
 ///
 /// std's FIN closes leave its client sockets in TIME_WAIT for 60 s, tens of thousands of them;
 /// the next checker's `connect()` has to reclaim their ports one by one, which slowed the floor by
-/// about 8% on the run after a std run.
-fn wait_for_time_wait(port: u16) -> anyhow::Result<()> {
+/// about 8% on the run after a std run (blackbox_exporter's full connects in the probe scenario
+/// leave as many).
+pub fn wait_for_time_wait(port: u16) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut announced = false;
     loop {
@@ -279,10 +280,10 @@ fn wait_for_time_wait(port: u16) -> anyhow::Result<()> {
             return Ok(());
         }
         if !announced {
-            eprintln!("waiting for {left} sockets of std to leave TIME_WAIT (up to 60 s)");
+            eprintln!("waiting for {left} sockets of port {port} to leave TIME_WAIT (up to 60 s)");
             announced = true;
         }
-        std::thread::sleep(TIME_WAIT_POLL);
+        crate::interrupt::sleep(TIME_WAIT_POLL)?;
     }
 }
 

@@ -11,8 +11,9 @@ use crate::args::{Args, Scenario};
 use crate::bench::Setup;
 use crate::listener::Listener;
 use crate::server::{Route, Server};
+use crate::service::Stage;
 use crate::veth::Network;
-use crate::{bench, child, interrupt, procfs, round_trip, scenario, table, veth};
+use crate::{bench, child, interrupt, probe, procfs, round_trip, scenario, service, table, veth};
 
 /// Descriptors a child needs beyond its checks in flight.
 const SPARE_DESCRIPTORS: u64 = 64;
@@ -54,7 +55,79 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
             scenario::render_scan,
             |scan| scan.ok,
         ),
+        Some(Scenario::Serve) => service_scenario(
+            args,
+            open_files,
+            service::serve,
+            service::render_serve,
+            |serve| serve.ok,
+        ),
+        Some(Scenario::Probe) => service_scenario(
+            args,
+            open_files,
+            probe::probe,
+            probe::render_probe,
+            |probe| probe.ok,
+        ),
     }
+}
+
+/// Runs the service scenario `run` (serve or probe), prints what `render` makes of its results
+/// (or them as JSON), and says whether they made the bar (`ok`). With the privileges, it runs
+/// in a network namespace of the benchmark's own, deleted on the way out; the services it
+/// starts are stopped on the way out too, also after Ctrl-C.
+fn service_scenario<T: serde::Serialize + Send>(
+    args: &Args,
+    open_files: u64,
+    run: fn(&Args, &Stage<'_>) -> anyhow::Result<T>,
+    render: fn(&T) -> String,
+    ok: fn(&T) -> bool,
+) -> anyhow::Result<bool> {
+    interrupt::catch()?;
+    let tcp_checker = service::tcp_checker_binary(args)?;
+    let privileged = procfs::has_capabilities(&[procfs::CAP_NET_ADMIN, procfs::CAP_SYS_ADMIN])?;
+    let namespace = if privileged {
+        Some(
+            Namespace::create(crate::NAMESPACE_PREFIX)
+                .context("creating the network namespace (is iproute2 installed?)")?,
+        )
+    } else {
+        None
+    };
+    let network = match &namespace {
+        Some(namespace) => format!(
+            "a network namespace of the benchmark's own ({}): its own lo and kernel counters, \
+             and nothing outside it reaches the listener",
+            namespace.name()
+        ),
+        None => "this machine's own (not root: no namespace of the benchmark's own), so the \
+                 kernel's counters, by which HAProxy's checks are counted, count every program's \
+                 connects, and the listener on 0.0.0.0 is reachable on every interface"
+            .into(),
+    };
+    let inside = || -> anyhow::Result<T> {
+        // On 0.0.0.0, which Linux reaches for every address of 127/8; below the local port range
+        // of the namespace, as a service's port is.
+        let listener = Listener::start(Ipv4Addr::UNSPECIFIED, procfs::first_local_port())
+            .context("starting the listener")?;
+        let stage = Stage {
+            setup: Setup::new(args, &listener, open_files)?,
+            listener: &listener,
+            tcp_checker,
+            network,
+            isolated: namespace.is_some(),
+            open_files,
+        };
+        run(args, &stage)
+    };
+    let results = match &namespace {
+        Some(namespace) => namespace
+            .run(inside)
+            .context("entering the benchmark's network namespace")??,
+        None => inside()?,
+    };
+    print(args, &results, render)?;
+    Ok(ok(&results))
 }
 
 /// Runs the scenario `run` against a loopback listener, prints what `render` makes of its results

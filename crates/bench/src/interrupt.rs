@@ -1,13 +1,18 @@
 //! Interrupts while the benchmark holds something to clean up (the veth scenario's namespace and
-//! pair): once [`catch`] has run, Ctrl-C (SIGINT), SIGTERM and SIGHUP no longer end the process
-//! at once. The signal is noted, the child run in progress is killed, and the benchmark fails
-//! with "interrupted", dropping its guards on the way out.
+//! pair, the serve and probe scenarios' services): once [`catch`] has run, Ctrl-C (SIGINT),
+//! SIGTERM and SIGHUP no longer end the process at once. The signal is noted, the child run or
+//! service in progress is stopped, and the benchmark fails with "interrupted", dropping its
+//! guards on the way out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::sys;
+
+/// How often [`sleep`] looks for a signal.
+const SLEEP_SLICE: Duration = Duration::from_millis(50);
 
 /// The signals caught.
 const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
@@ -38,4 +43,17 @@ pub fn requested() -> bool {
 pub fn check() -> anyhow::Result<()> {
     anyhow::ensure!(!requested(), "interrupted by a signal");
     Ok(())
+}
+
+/// Sleeps for `duration`, or fails as soon as a caught signal arrives.
+pub fn sleep(duration: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + duration;
+    loop {
+        check()?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(SLEEP_SLICE));
+    }
 }

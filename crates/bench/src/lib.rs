@@ -12,6 +12,13 @@
 //! child process (this program re-executed with hidden arguments), so that its CPU time and
 //! memory are its own; the parent runs the listener and the packet capture.
 //!
+//! `--scenario serve` runs the service, `tcp-checker serve` (the binary beside this one, or
+//! `--tcp-checker`), checking 20 000 loopback targets every second, then HAProxy checking the
+//! same (if installed): checks/s, schedule lateness, `/metrics` render time, memory per target
+//! and CPU per check; `--scenario probe` loads its `/probe` with concurrent keep-alive clients,
+//! then blackbox_exporter's (if installed): probes/s and CPU per probe. As root both run in a
+//! network namespace of their own.
+//!
 //! The library is also the one measurement `tcp-checker bench` makes: the [`Listener`] whose
 //! application counts what it accepts, the engine's loop of checks kept in flight
 //! ([`keep_in_flight`]), the process's [`CpuTime`] and the [`percentile`] arithmetic. The rest
@@ -26,13 +33,18 @@ mod child;
 mod command;
 mod contenders;
 mod cpu_time;
+mod daemon;
 mod delay;
+mod exposition;
+mod http_load;
 mod interrupt;
 mod listener;
+mod probe;
 mod procfs;
 mod round_trip;
 mod scenario;
 mod server;
+mod service;
 mod statistics;
 mod summary;
 mod sys;

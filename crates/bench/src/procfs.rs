@@ -1,11 +1,20 @@
 //! What the benchmark reads of the system in `/proc`: the accept-queue cap, the local port
 //! range, the load average, this process's peak memory and capabilities (and whether they allow
-//! the network scenarios), the TCP sockets in TIME_WAIT and the ports listened on.
+//! the network scenarios), the TCP sockets in TIME_WAIT and the ports listened on, the kernel's
+//! TCP counters; and of another process (a service under test): its CPU time, each of its
+//! threads' and its resident memory.
+//!
+//! The network tables and counters are read from `/proc/thread-self/net`: those of the calling
+//! thread's network namespace, which is not the process's when the thread has entered another
+//! (`/proc/net` is the main thread's).
 
 use std::collections::BTreeSet;
 use std::io;
 
 use anyhow::Context;
+
+use crate::cpu_time::CpuTime;
+use crate::sys;
 
 /// `net.core.somaxconn`: the kernel caps every listen() backlog at it.
 pub fn somaxconn() -> anyhow::Result<i32> {
@@ -82,30 +91,167 @@ pub fn has_capabilities(capabilities: &[u32]) -> anyhow::Result<bool> {
 
 /// The value of the field `name` of `/proc/self/status`, trimmed.
 fn status_field(name: &str) -> anyhow::Result<String> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    status_field_of("self", name)
+}
+
+/// The value of the field `name` of `/proc/<process>/status` (`process` a pid or `self`),
+/// trimmed.
+fn status_field_of(process: &str, name: &str) -> anyhow::Result<String> {
+    let path = format!("/proc/{process}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     status
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
         .map(|value| value.trim().to_string())
-        .with_context(|| format!("no {name} in /proc/self/status"))
+        .with_context(|| format!("no {name} in {path}"))
 }
 
-/// How many IPv4 TCP sockets with `port` at either end are in TIME_WAIT.
+/// The resident memory of process `pid` now, KiB (`VmRSS` of its `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let value = status_field_of(&pid.to_string(), "VmRSS")?;
+    let kib = value.trim_end_matches("kB").trim();
+    kib.parse()
+        .with_context(|| format!("parsing VmRSS {value:?} of process {pid}"))
+}
+
+/// The CPU time process `pid` has used so far, every thread, those gone included
+/// (`utime` and `stime` of `/proc/PID/stat`, in clock ticks: 10 ms steps).
+pub fn process_cpu(pid: u32) -> anyhow::Result<CpuTime> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let (_, cpu) = parse_stat(&stat).with_context(|| format!("parsing {path} {stat:?}"))?;
+    Ok(cpu)
+}
+
+/// One thread of a process, as its `/proc/PID/task/TID/stat` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadCpu {
+    /// The thread's id.
+    pub tid: u32,
+    /// Its name (`comm`: at most 15 bytes, as `pthread_setname_np` cuts it).
+    pub name: String,
+    /// The CPU time it has used so far.
+    pub cpu: CpuTime,
+}
+
+/// The threads of process `pid` now, with the CPU time each has used (threads that have
+/// exited are not among them; [`process_cpu`] counts their time).
+pub fn threads_cpu(pid: u32) -> anyhow::Result<Vec<ThreadCpu>> {
+    let directory = format!("/proc/{pid}/task");
+    let mut threads = Vec::new();
+    for entry in std::fs::read_dir(&directory).with_context(|| format!("listing {directory}"))? {
+        let entry = entry.with_context(|| format!("listing {directory}"))?;
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
+            continue;
+        };
+        // A thread that exits between the listing and the read is skipped.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (name, cpu) = parse_stat(&stat).with_context(|| format!("parsing {stat:?}"))?;
+        threads.push(ThreadCpu { tid, name, cpu });
+    }
+    threads.sort_by_key(|thread| thread.tid);
+    Ok(threads)
+}
+
+/// The name (`comm`) and the CPU time (`utime`, `stime`) of a `stat` line. The name is in
+/// parentheses and may itself hold spaces and parentheses: the fields follow the last `)`.
+fn parse_stat(stat: &str) -> Option<(String, CpuTime)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_string();
+    // After the name: state (field 3), ..., utime (field 14), stime (field 15).
+    let mut fields = stat.get(close + 1..)?.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let tick = sys::clock_tick();
+    Some((
+        name,
+        CpuTime {
+            user: tick * u32::try_from(utime).ok()?,
+            system: tick * u32::try_from(stime).ok()?,
+        },
+    ))
+}
+
+/// The kernel's TCP counters of the calling thread's network namespace (`Tcp:` of
+/// `/proc/thread-self/net/snmp`), by name, and those of `TcpExt:` (`netstat`).
+pub fn tcp_counters() -> anyhow::Result<TcpCounters> {
+    let mut counters = TcpCounters::default();
+    for (path, prefix) in [
+        ("/proc/thread-self/net/snmp", "Tcp:"),
+        ("/proc/thread-self/net/netstat", "TcpExt:"),
+    ] {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        counters
+            .values
+            .extend(counter_table(&text, prefix).with_context(|| format!("parsing {path}"))?);
+    }
+    Ok(counters)
+}
+
+/// The kernel's TCP counters at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct TcpCounters {
+    values: Vec<(String, i64)>,
+}
+
+impl TcpCounters {
+    /// The counter `name` (`ActiveOpens`, `EmbryonicRsts`, ...), 0 if this kernel has none.
+    pub fn get(&self, name: &str) -> i64 {
+        self.values
+            .iter()
+            .find(|(counter, _)| counter == name)
+            .map_or(0, |(_, value)| *value)
+    }
+
+    /// How much the counter `name` grew from `earlier` to these.
+    pub fn since(&self, earlier: &TcpCounters, name: &str) -> u64 {
+        u64::try_from(self.get(name) - earlier.get(name)).unwrap_or(0)
+    }
+}
+
+/// The counters of the table `prefix` (`Tcp:`) of an snmp-style file: a line of names, then
+/// one of values, both starting with the prefix.
+fn counter_table(text: &str, prefix: &str) -> anyhow::Result<Vec<(String, i64)>> {
+    let mut lines = text.lines().filter_map(|line| line.strip_prefix(prefix));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        anyhow::bail!("no {prefix} table");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .map(|(name, value)| {
+            let value = value
+                .parse()
+                .with_context(|| format!("{prefix} {name} {value:?}"))?;
+            Ok((name.to_string(), value))
+        })
+        .collect()
+}
+
+/// How many IPv4 TCP sockets of the calling thread's network namespace with `port` at either
+/// end are in TIME_WAIT.
 pub fn time_wait_sockets(port: u16) -> anyhow::Result<usize> {
     const TIME_WAIT: u8 = 0x06;
-    let sockets = tcp_sockets("/proc/net/tcp")?;
+    let sockets = tcp_sockets("/proc/thread-self/net/tcp")?;
     Ok(sockets
         .iter()
         .filter(|s| s.state == TIME_WAIT && (s.local_port == port || s.remote_port == port))
         .count())
 }
 
-/// The ports on which some TCP socket (IPv4 or IPv6) listens now.
+/// The ports on which some TCP socket (IPv4 or IPv6) of the calling thread's network namespace
+/// listens now.
 pub fn listening_ports() -> anyhow::Result<BTreeSet<u16>> {
     const LISTEN: u8 = 0x0A;
     let mut ports = BTreeSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+    for table in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
         let sockets = tcp_sockets(table)?;
         ports.extend(
             sockets
@@ -150,4 +296,52 @@ fn tcp_sockets(path: &str) -> anyhow::Result<Vec<TcpSocket>> {
         })
         .collect();
     Ok(sockets)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn stat_lines_give_the_name_and_the_cpu_time_after_the_last_parenthesis() {
+        let tick = sys::clock_tick();
+        let line = "4242 (tcp-shaker (x) y) S 1 4242 4242 0 -1 4194560 120 0 0 0 250 75 0 0 20 0 \
+                    5 0 100 1000 200 18446744073709551615";
+        let (name, cpu) = parse_stat(line).unwrap();
+        assert_eq!(name, "tcp-shaker (x) y");
+        assert_eq!((cpu.user, cpu.system), (tick * 250, tick * 75));
+        assert_eq!(parse_stat("4242 (cut"), None);
+    }
+
+    #[test]
+    fn this_process_and_its_threads_are_read() {
+        let pid = std::process::id();
+        let threads = threads_cpu(pid).unwrap();
+        assert!(
+            threads.iter().any(|thread| thread.tid == pid),
+            "{threads:?}"
+        );
+        assert!(rss_kib(pid).unwrap() > 0);
+        let total = process_cpu(pid).unwrap().total();
+        assert!(total < Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn counter_tables_pair_names_with_values() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm ActiveOpens MaxConn\n\
+                    Tcp: 1 4096 -1\nUdp: InDatagrams\nUdp: 3\n";
+        let table = counter_table(snmp, "Tcp:").unwrap();
+        let counters = TcpCounters { values: table };
+        assert_eq!(counters.get("ActiveOpens"), 4096);
+        assert_eq!(counters.get("MaxConn"), -1);
+        assert_eq!(counters.get("NoSuchCounter"), 0);
+        let later = TcpCounters {
+            values: vec![("ActiveOpens".into(), 5000)],
+        };
+        assert_eq!(later.since(&counters, "ActiveOpens"), 904);
+        assert!(counter_table(snmp, "TcpExt:").is_err());
+        assert!(tcp_counters().unwrap().get("ActiveOpens") >= 0);
+    }
 }

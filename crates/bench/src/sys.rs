@@ -1,11 +1,16 @@
 //! The system calls the benchmark makes itself, where neither std nor socket2 has them: the
-//! floor's epoll set, the parent's `wait4` of a child run, the CPU time of this process, and
-//! the signal handler of the network scenarios. Calls that answer -1 and set `errno` go through
-//! [`syscall!`], as in mio and socket2.
+//! floor's epoll set, the parent's `wait4` of a child run, the CPU time of this process, the
+//! signal handler of the network scenarios, and for the services under test: a signal to stop
+//! one, its death with the thread that started it, and the length of a clock tick. Calls that
+//! answer -1 and set `errno` go through [`syscall!`], as in mio and socket2.
 
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 /// Calls a libc function that returns -1 and sets `errno` on failure, turning that into an
 /// [`io::Error`].
@@ -114,6 +119,44 @@ pub fn catch_signal(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) ->
     // (null). The caller's handler must be async-signal-safe.
     syscall!(sigaction(signal, &action, std::ptr::null_mut()))?;
     Ok(())
+}
+
+/// `kill(pid, signal)`: sends `signal` to the process `pid`.
+pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // kill() takes no pointers.
+    syscall!(kill(pid, signal))?;
+    Ok(())
+}
+
+/// Makes the process that `command` starts get SIGKILL when the thread that starts it ends
+/// (`PR_SET_PDEATHSIG`), so that a service under test cannot outlive a benchmark killed
+/// outright, whose guards never ran.
+pub fn die_with_parent(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec, and makes only prctl(), which
+    // is async-signal-safe, allocating nothing.
+    unsafe {
+        command.pre_exec(|| {
+            // prctl(PR_SET_PDEATHSIG) takes the signal number as its only argument.
+            syscall!(prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong
+            ))?;
+            Ok(())
+        });
+    }
+}
+
+/// The length of a clock tick, the unit of the CPU times of `/proc/PID/stat`
+/// (`sysconf(_SC_CLK_TCK)`, 100 a second on Linux).
+pub fn clock_tick() -> Duration {
+    static TICK: OnceLock<Duration> = OnceLock::new();
+    *TICK.get_or_init(|| {
+        // sysconf() takes no pointers.
+        let per_second = syscall!(sysconf(libc::_SC_CLK_TCK)).unwrap_or(100);
+        Duration::from_secs(1) / u32::try_from(per_second.max(1)).unwrap_or(100)
+    })
 }
 
 /// An all-zero `rusage`, for the kernel to fill.
