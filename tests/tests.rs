@@ -10,6 +10,7 @@ mod examples;
 mod interrupt;
 mod memory;
 mod output;
+mod page;
 mod parity;
 mod probe;
 mod prometheus;

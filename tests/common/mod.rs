@@ -1,5 +1,6 @@
 //! Helpers for driving the built `tcp-checker` against loopback sockets the tests own.
 
+pub mod browser;
 pub mod prometheus;
 pub mod serve;
 
