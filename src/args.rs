@@ -213,8 +213,8 @@ pub struct ServiceArgs {
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<crate::serve::LogFormat>,
 
-    /// Let /probe check this network, address or host, on these ports (CIDR|HOST[:PORTS]);
-    /// repeatable. Without any, /probe checks nothing
+    /// Let /probe check this network, address or host (CIDR, IP or HOST, each with :PORTS for
+    /// some ports only); repeatable. Without any, /probe checks nothing
     #[arg(long, value_name = "RULE")]
     pub probe_allow: Vec<String>,
 }
