@@ -11,7 +11,7 @@
 //! linger, before the directory is removed.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -358,8 +358,8 @@ fn processes_naming(dir: &Path) -> Vec<libc::pid_t> {
 }
 
 /// Sends one request on `stream` and reads its response: status and body. The body is read by
-/// its `Content-Length` (or its chunks): chromedriver keeps the connection open even when asked
-/// to close it.
+/// its `Content-Length` (or its chunks), by the benchmark's client: chromedriver keeps the
+/// connection open even when asked to close it.
 fn exchange(
     mut stream: TcpStream,
     method: &str,
@@ -373,76 +373,8 @@ fn exchange(
         body.len()
     );
     stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    let mut buffer = [0u8; 64 * 1024];
-    let mut read = |raw: &mut Vec<u8>| -> std::io::Result<bool> {
-        let n = stream.read(&mut buffer)?;
-        raw.extend_from_slice(&buffer[..n]);
-        Ok(n > 0)
-    };
-    let split = loop {
-        if let Some(at) = raw.windows(4).position(|window| window == b"\r\n\r\n") {
-            break at;
-        }
-        if !read(&mut raw)? {
-            return Err(std::io::Error::other(
-                "the connection closed before the headers ended",
-            ));
-        }
-    };
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .map(str::trim)
-    };
-    let length = header("content-length").and_then(|value| value.parse::<usize>().ok());
-    let chunked = header("transfer-encoding").is_some_and(|value| value.contains("chunked"));
-    let start = split + 4;
-    let content = loop {
-        let content = &raw[start..];
-        let complete = match length {
-            Some(length) => content.len() >= length,
-            None if chunked => content.windows(5).any(|window| window == b"0\r\n\r\n"),
-            None => false,
-        };
-        if complete {
-            break match length {
-                Some(length) => content[..length].to_vec(),
-                None => dechunk(content),
-            };
-        }
-        if !read(&mut raw)? {
-            // Closed: what came is the body (no length given), or a cut one.
-            break if chunked {
-                dechunk(&raw[start..])
-            } else {
-                raw[start..].to_vec()
-            };
-        }
-    };
-    Ok((status, String::from_utf8_lossy(&content).into_owned()))
-}
-
-/// The body of a chunked transfer.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Some(end) = raw.windows(2).position(|window| window == b"\r\n") {
-        let size = String::from_utf8_lossy(&raw[..end]);
-        let size =
-            usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
-        if size == 0 || raw.len() < end + 2 + size {
-            break;
-        }
-        body.extend_from_slice(&raw[end + 2..end + 2 + size]);
-        raw = &raw[(end + 4 + size).min(raw.len())..];
-    }
-    body
+    let response = shaker_bench::read_response(&mut std::io::BufReader::new(stream))?;
+    Ok((response.status, response.text()))
 }
 
 /// Standard base64 (with padding, no line breaks expected; others ignored).
@@ -475,12 +407,4 @@ fn base64_decodes_with_and_without_padding() {
     assert_eq!(base64_decode("aGVsbG8gd29ybGQ="), b"hello world");
     assert_eq!(base64_decode("AAEC/w=="), [0, 1, 2, 255]);
     assert_eq!(base64_decode("YWJj"), b"abc");
-}
-
-#[test]
-fn chunked_bodies_are_joined() {
-    assert_eq!(
-        dechunk(b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"),
-        b"Wikipedia"
-    );
 }

@@ -39,25 +39,11 @@ pub fn query_encode(text: &str) -> String {
         .collect()
 }
 
-/// The value of the sample `name` without labels in a Prometheus or OpenMetrics text body.
-pub fn sample(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (metric, value) = line.split_once(' ')?;
-            if metric != name {
-                return None;
-            }
-            // The value, then perhaps a timestamp.
-            value.split(' ').next()?.parse().ok()
-        })
-}
-
 /// The value of the sample `name` in `response`, which must be a 200; panics, showing the
 /// response, if it is not or the sample is missing.
 pub fn expect_sample(response: &Response, name: &str) -> f64 {
     assert_eq!(response.status, 200, "{response:?}");
-    sample(&response.body, name).unwrap_or_else(|| panic!("no {name} in\n{}", response.body))
+    serve::sample(&response.body, name).unwrap_or_else(|| panic!("no {name} in\n{}", response.body))
 }
 
 /// A namespace's own `/etc/hosts` (`/etc/netns/NAME/hosts`, which `ip netns exec` mounts over
@@ -99,38 +85,6 @@ pub fn get_in(namespace: &Namespace, address: SocketAddr, path: &str) -> Option<
             Some(serve::get(address, path, &[]))
         })
         .expect("entering the namespace")
-        .map(dechunk)
-}
-
-/// `response` with its body decoded if it came in chunks (as Prometheus sends larger answers;
-/// the harness reads bodies as sent).
-fn dechunk(mut response: Response) -> Response {
-    if response.header("transfer-encoding") != Some("chunked") {
-        return response;
-    }
-    let mut body = String::new();
-    let mut rest = response.body.as_str();
-    loop {
-        let (size, after) = rest
-            .split_once("\r\n")
-            .unwrap_or_else(|| panic!("a chunk without its size: {rest:?}"));
-        // A size may carry extensions after ';'.
-        let size = size.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size, 16)
-            .unwrap_or_else(|error| panic!("chunk size {size:?}: {error}"));
-        if size == 0 {
-            break;
-        }
-        let chunk = after
-            .get(..size)
-            .unwrap_or_else(|| panic!("a chunk cut short: {after:?}"));
-        body.push_str(chunk);
-        rest = after[size..]
-            .strip_prefix("\r\n")
-            .unwrap_or_else(|| panic!("a chunk not ended by CRLF: {:?}", &after[size..]));
-    }
-    response.body = body;
-    response
 }
 
 /// A Prometheus server running inside a namespace, killed (and reaped) when dropped. Its

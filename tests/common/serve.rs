@@ -24,6 +24,16 @@ pub struct Response {
     pub body: String,
 }
 
+impl From<shaker_bench::Response> for Response {
+    fn from(response: shaker_bench::Response) -> Response {
+        Response {
+            body: response.text(),
+            status: response.status,
+            headers: response.headers,
+        }
+    }
+}
+
 impl Response {
     /// The value of header `name` (lower case), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -382,44 +392,17 @@ pub fn send_raw(address: SocketAddr, bytes: &[u8]) -> Option<Response> {
             Err(error) => panic!("reading the answer to a raw request: {error}"),
         }
     }
-    (!raw.is_empty()).then(|| parse_response(&String::from_utf8_lossy(&raw)))
+    (!raw.is_empty()).then(|| {
+        let response = shaker_bench::read_response(&mut raw.as_slice())
+            .unwrap_or_else(|error| panic!("{error} in the answer {raw:?}"));
+        Response::from(response)
+    })
 }
 
-/// `GET path` on `address` over one HTTP/1.1 connection, closed after the response.
+/// `GET path` on `address` over one HTTP/1.1 connection of its own (a body by length, chunked,
+/// or to the end: the benchmark's client).
 pub fn get(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut stream = TcpStream::connect(address).expect("connecting to the service");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .expect("sending the request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("reading the response");
-    parse_response(&String::from_utf8_lossy(&raw))
-}
-
-/// A response's status line, headers and body (not chunked: the service sends lengths).
-pub fn parse_response(raw: &str) -> Response {
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {raw:?}"));
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
+    shaker_bench::get(address, path, headers)
+        .map(Response::from)
+        .unwrap_or_else(|error| panic!("GET {path} from {address}: {error}"))
 }

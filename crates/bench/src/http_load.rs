@@ -118,7 +118,7 @@ pub fn get(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> io::Res
 }
 
 /// Reads one response: the status line, the headers, and the body.
-fn read_response(reader: &mut impl BufRead) -> io::Result<Response> {
+pub fn read_response(reader: &mut impl BufRead) -> io::Result<Response> {
     let status_line = read_line(reader)?;
     let status = status_line
         .strip_prefix("HTTP/1.")

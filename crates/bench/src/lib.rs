@@ -55,6 +55,7 @@ pub use crate::args::Args;
 pub use crate::checks::keep_in_flight;
 pub use crate::command::{interrupted, run};
 pub use crate::cpu_time::CpuTime;
+pub use crate::http_load::{Connection, Response, get, read_response};
 pub use crate::listener::Listener;
 pub use crate::statistics::percentile;
 
