@@ -5,8 +5,9 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tcp_shaker::Outcome;
-use tcp_shaker::health::{CheckEvent, Judgement, WatchId, WatchMap};
+use tcp_shaker::health::{CheckEvent, WatchId, WatchMap};
+
+use super::outcome;
 
 /// Checks kept per target for the page's chart.
 pub const RECENT_CHECKS: usize = 60;
@@ -66,7 +67,7 @@ impl<const N: usize> Periods<N> {
 /// One target's past.
 #[derive(Clone, Debug, Default)]
 struct Record {
-    /// One letter per recent check, oldest first: see [`outcome_letter`].
+    /// One letter per recent check, oldest first, as [`outcome::KINDS`] gives them.
     outcomes: Vec<u8>,
     /// The round trip of each, in microseconds (0 when not open).
     rtt_us: Vec<u32>,
@@ -100,7 +101,9 @@ impl History {
         let Some(last) = &event.status.last_check else {
             return;
         };
-        let (letter, rtt) = outcome_letter(&last.judgement);
+        let (kind, rtt) = outcome::kind_of(&last.judgement);
+        let letter = outcome::KINDS[kind].1;
+        let rtt = rtt.map_or(0, |rtt| u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX));
         let mut records = self.lock();
         let record = records.entry(event.status.id).or_default();
         if record.outcomes.len() == RECENT_CHECKS {
@@ -157,20 +160,6 @@ impl History {
 fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
-}
-
-/// A check's letter and round trip in microseconds.
-fn outcome_letter(judgement: &Judgement) -> (u8, u32) {
-    match judgement {
-        Judgement::Checked(report) => match report.outcome() {
-            Outcome::Open { rtt } => (b'o', u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX)),
-            Outcome::Closed => (b'c', 0),
-            Outcome::TimedOut => (b't', 0),
-            Outcome::Unreachable => (b'u', 0),
-        },
-        Judgement::NotResolved(_) => (b'r', 0),
-        Judgement::CheckerError { .. } => (b'e', 0),
-    }
 }
 
 #[cfg(test)]

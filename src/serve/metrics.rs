@@ -16,8 +16,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use tcp_shaker::Outcome;
 use tcp_shaker::health::{CheckEvent, Judgement, Status, Transition, WatchId, WatchMap};
+
+use super::outcome::{self, KINDS, TARGET_OUTCOMES};
 
 /// Upper bounds of the check-duration buckets, in seconds: a host next door, a LAN, a region,
 /// a continent, a timeout. Few, since every target has its own series of each.
@@ -71,8 +72,8 @@ struct TargetFamilies {
 struct Series {
     labels: TargetLabels,
     up: Gauge,
-    /// By outcome, in the order of [`OUTCOMES`]; each made by the first check with it.
-    checks: [OnceLock<Counter>; 5],
+    /// By outcome, in the order of [`outcome::KINDS`]; each made by the first check with it.
+    checks: [OnceLock<Counter>; TARGET_OUTCOMES],
     duration: Histogram,
     transitions: Counter,
     /// Made by the first transition.
@@ -233,10 +234,10 @@ impl Metrics {
         families.duration.remove(&labels);
         families.transitions.remove(&labels);
         families.last_change.remove(&labels);
-        for outcome in OUTCOMES {
+        for (outcome, _) in &KINDS[..TARGET_OUTCOMES] {
             families
                 .checks
-                .remove(&(labels.clone(), [("outcome", outcome)]));
+                .remove(&(labels.clone(), [("outcome", *outcome)]));
         }
         self.update_target_count();
     }
@@ -284,13 +285,15 @@ impl Metrics {
             return;
         };
         series.up.set(i64::from(event.status.health.is_up()));
-        let (at, outcome) = outcome_label(judgement);
-        series.checks[at]
-            .get_or_init(|| {
-                let labels = (series.labels.clone(), [("outcome", outcome)]);
+        // A checker error returned above: the kind is one of the target's outcomes.
+        let (at, _) = outcome::kind_of(judgement);
+        if let Some(checks) = series.checks.get(at) {
+            let counter = checks.get_or_init(|| {
+                let labels = (series.labels.clone(), [("outcome", KINDS[at].0)]);
                 self.targets.checks.get_or_create(&labels).clone()
-            })
-            .inc();
+            });
+            counter.inc();
+        }
         series.duration.observe(event.duration.as_secs_f64());
         if let Judgement::Checked(report) = judgement {
             if let Some(resolving) = report.resolve_time() {
@@ -324,29 +327,6 @@ impl Metrics {
         self.in_flight
             .set(i64::try_from(checks).unwrap_or(i64::MAX));
     }
-}
-
-/// The `outcome` label values of `tcp_shaker_target_checks_total`.
-const OUTCOMES: [&str; 5] = [
-    "open",
-    "closed",
-    "timed_out",
-    "unreachable",
-    "resolve_failed",
-];
-
-/// The place of a check's outcome in [`OUTCOMES`], and its label value.
-fn outcome_label(judgement: &Judgement) -> (usize, &'static str) {
-    let at = match judgement {
-        Judgement::Checked(report) => match report.outcome() {
-            Outcome::Open { .. } => 0,
-            Outcome::Closed => 1,
-            Outcome::TimedOut => 2,
-            Outcome::Unreachable => 3,
-        },
-        Judgement::NotResolved(_) | Judgement::CheckerError { .. } => 4,
-    };
-    (at, OUTCOMES[at])
 }
 
 /// An exposition format.

@@ -14,6 +14,7 @@ mod history;
 mod http;
 mod log;
 mod metrics;
+mod outcome;
 mod page;
 mod plan;
 mod probe;
