@@ -10,9 +10,9 @@ use std::time::SystemTime;
 
 use axum::http::StatusCode;
 use serde::Serialize;
-use tcp_shaker::Outcome;
-use tcp_shaker::health::{Judgement, Status};
+use tcp_shaker::health::Status;
 
+use super::outcome;
 use super::service::Service;
 
 /// The answer of `/health/{name}`.
@@ -109,20 +109,11 @@ fn rfc3339(at: SystemTime) -> String {
 
 fn last_check_json(status: &Status) -> Option<LastCheckJson> {
     let last = status.last_check.as_ref()?;
-    let (outcome, rtt) = match &last.judgement {
-        Judgement::Checked(report) => match report.outcome() {
-            Outcome::Open { rtt } => ("open", Some(rtt.as_secs_f64() * 1e3)),
-            Outcome::Closed => ("closed", None),
-            Outcome::TimedOut => ("timed_out", None),
-            Outcome::Unreachable => ("unreachable", None),
-        },
-        Judgement::NotResolved(_) => ("resolve_failed", None),
-        Judgement::CheckerError { .. } => ("checker_error", None),
-    };
+    let (kind, rtt) = outcome::kind_of(&last.judgement);
     Some(LastCheckJson {
         at: rfc3339(last.at),
-        outcome,
-        rtt_ms: rtt,
+        outcome: outcome::KINDS[kind].0,
+        rtt_ms: rtt.map(|rtt| rtt.as_secs_f64() * 1e3),
         reason: last.judgement.reason(),
     })
 }
@@ -130,42 +121,43 @@ fn last_check_json(status: &Status) -> Option<LastCheckJson> {
 /// The body of `/api/targets`: every target's state, in the configured order.
 pub fn targets_json(service: &Service) -> String {
     let current = service.current();
-    service.monitor.with_statuses(|statuses| {
-        let targets: Vec<TargetJson<'_>> = statuses
-            .filter_map(|status| {
-                let plan = current.plan_of(status.id)?;
-                let past = service.history.past(status.id);
-                Some(TargetJson {
-                    name: &status.name,
-                    group: plan.group.as_deref(),
-                    labels: plan
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect(),
-                    target: &plan.written,
-                    address: status.address.map(|a| a.to_string()),
-                    state: status.health.state().as_str(),
-                    up: status.health.is_up(),
-                    health: status.health.to_string(),
-                    rise: plan.watch.policy.rise,
-                    fall: plan.watch.policy.fall,
-                    checks: status.checks,
-                    transitions: status.transitions,
-                    last_change: status.last_change.map(rfc3339),
-                    last_check: last_check_json(status),
-                    uptime: UptimeJson {
-                        hour: past.uptime_hour,
-                        day: past.uptime_day,
-                    },
-                    history: HistoryJson {
-                        outcomes: past.outcomes,
-                        rtt_us: past.rtt_us,
-                    },
-                })
+    // A copy, so that the scheduler, which updates the statuses, does not wait for the JSON.
+    let statuses = service.monitor.statuses();
+    let targets: Vec<TargetJson<'_>> = statuses
+        .iter()
+        .filter_map(|status| {
+            let plan = current.plan_of(status.id)?;
+            let past = service.history.past(status.id);
+            Some(TargetJson {
+                name: &status.name,
+                group: plan.group.as_deref(),
+                labels: plan
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+                target: &plan.written,
+                address: status.address.map(|a| a.to_string()),
+                state: status.health.state().as_str(),
+                up: status.health.is_up(),
+                health: status.health.to_string(),
+                rise: plan.watch.policy.rise,
+                fall: plan.watch.policy.fall,
+                checks: status.checks,
+                transitions: status.transitions,
+                last_change: status.last_change.map(rfc3339),
+                last_check: last_check_json(status),
+                uptime: UptimeJson {
+                    hour: past.uptime_hour,
+                    day: past.uptime_day,
+                },
+                history: HistoryJson {
+                    outcomes: past.outcomes,
+                    rtt_us: past.rtt_us,
+                },
             })
-            .collect();
-        // Serialising plain strings and numbers cannot fail.
-        serde_json::to_string(&targets).unwrap_or_default()
-    })
+        })
+        .collect();
+    // Serialising plain strings and numbers cannot fail.
+    serde_json::to_string(&targets).unwrap_or_default()
 }

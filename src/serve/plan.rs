@@ -5,7 +5,7 @@
 //! target in the file overrides both. Targets given as arguments take the defaults. On SIGHUP
 //! the plan is made again, from the file as it is then and the same flags.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use anyhow::{Context, bail};
@@ -100,12 +100,12 @@ impl ServePlan {
             ),
             None => file.shard,
         };
-        let mut names: HashMap<String, ()> = HashMap::new();
+        let mut names = HashSet::new();
         let mut planned = Vec::new();
         for (target, group, knobs, name) in targets {
             let written = target.to_string();
             let name = name.unwrap_or_else(|| written.clone());
-            if names.insert(name.clone(), ()).is_some() {
+            if !names.insert(name.clone()) {
                 bail!(
                     "the target name {name:?} is given twice; give each target once, or name one of them in the config file"
                 );
