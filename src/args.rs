@@ -239,11 +239,11 @@ pub struct HealthArgs {
     #[arg(short = 't', long, value_name = "TIME", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
-    /// Successes in a row that bring a down target up [default: 2]
+    /// Successes in a row that bring a down target up [default: 2, as HAProxy's rise]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rise: Option<u32>,
 
-    /// Failures in a row that bring an up target down [default: 3]
+    /// Failures in a row that bring an up target down [default: 3, as HAProxy's fall]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub fall: Option<u32>,
 
