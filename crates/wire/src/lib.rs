@@ -487,8 +487,10 @@ fn filter_program(
     const LDW_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const LDH_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
     const LDB_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
-    const LDH_IND: u16 = 0x48; // BPF_LD | BPF_H | BPF_IND
+    const LDH_IND: u16 = 0x48; // BPF_LD | BPF_H | BPF_IND: A = P[X + k]
+    const LDX_IMM: u16 = 0x01; // BPF_LDX | BPF_W | BPF_IMM: X = k
     const LDX_MSH: u16 = 0xb1; // BPF_LDX | BPF_B | BPF_MSH: X = 4 * (P[k] & 0xf)
+    const JA: u16 = 0x05; // BPF_JMP | BPF_JA: always, k instructions ahead
     const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const JSET: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
     const RET: u16 = 0x06; // BPF_RET | BPF_K
@@ -496,21 +498,23 @@ fn filter_program(
     const PACKET_TYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
     /// The packet's protocol (`skb->protocol`, an ethertype), another ancillary field.
     const PROTOCOL: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32;
-    // Offsets of the IP header's fields: after the link-layer header, if any.
+    /// The IPv6 header's length: fixed, extension headers are not followed.
+    const IPV6_HEADER: u32 = 40;
+    // Offsets of the IP header's fields: after the link-layer header, if any. The ports are
+    // read past X, the length of the IP header, which each version's branch sets.
     let ip = link.framing.link_header() as u32;
-    let ipv4_source_port = ip; // plus X, the IPv4 header length
-    let ipv4_destination_port = ip + 2;
-    let ipv6_source_port = ip + 40;
-    let ipv6_destination_port = ip + 42;
+    let source_port = ip;
+    let destination_port = ip + 2;
     let load_ethertype = match link.framing {
         Framing::Ethernet => (LDH_ABS, 12),
         Framing::RawIp => (LDW_ABS, PROTOCOL),
     };
     /// Where the port filter starts, after the check of the packet type.
     const PORT_FILTER: usize = 2;
-    const V4: usize = 14;
-    const ACCEPT: usize = 28;
-    const DROP: usize = 29;
+    const V4: usize = 8;
+    const PORTS: usize = 14;
+    const ACCEPT: usize = 22;
+    const DROP: usize = 23;
     let port = u32::from(port);
     let mask = u32::from(client_port_mask);
     let outgoing = u32::from(libc::PACKET_OUTGOING);
@@ -520,38 +524,32 @@ fn filter_program(
         u32::from(ETHERTYPE_IPV6),
     );
     // (code, k, where to go if true, if false), by position in this list; an instruction that
-    // does not jump names the next one.
-    let instructions: [(u16, u32, usize, usize); 30] = [
+    // does not jump names the next one, and `JA` names where it goes in both.
+    let instructions: [(u16, u32, usize, usize); 24] = [
         (LDW_ABS, PACKET_TYPE, 1, 1),               // 0
         (JEQ, outgoing, DROP, PORT_FILTER),         // 1: the leaving copy: drop
         (load_ethertype.0, load_ethertype.1, 3, 3), // 2 (PORT_FILTER): ethertype
         (JEQ, ipv6, 4, V4),                         // 3
         (LDB_ABS, ip + 6, 5, 5),                    // 4: IPv6 next header
         (JEQ, tcp, 6, DROP),                        // 5
-        (LDH_ABS, ipv6_source_port, 7, 7),          // 6
-        (JEQ, port, 12, 8),                         // 7: from the server? its client is at 12
-        (LDH_ABS, ipv6_destination_port, 9, 9),     // 8
-        (JEQ, port, 10, DROP),                      // 9: to the server? its client is at 10
-        (LDH_ABS, ipv6_source_port, 11, 11),        // 10: the client's port
-        (JSET, mask, DROP, ACCEPT),                 // 11: not in the sample: drop
-        (LDH_ABS, ipv6_destination_port, 13, 13),   // 12: the client's port
-        (JSET, mask, DROP, ACCEPT),                 // 13: not in the sample: drop
-        (JEQ, ipv4, 15, DROP),                      // 14 (V4): the ethertype is still loaded
-        (LDB_ABS, ip + 9, 16, 16),                  // 15: IPv4 protocol
-        (JEQ, tcp, 17, DROP),                       // 16
-        (LDH_ABS, ip + 6, 18, 18),                  // 17: flags and fragment offset
-        (JSET, 0x1fff, DROP, 19),                   // 18: a later fragment: drop
-        (LDX_MSH, ip, 20, 20),                      // 19: X = IPv4 header length
-        (LDH_IND, ipv4_source_port, 21, 21),        // 20
-        (JEQ, port, 26, 22),                        // 21: from the server? its client is at 26
-        (LDH_IND, ipv4_destination_port, 23, 23),   // 22
-        (JEQ, port, 24, DROP),                      // 23: to the server? its client is at 24
-        (LDH_IND, ipv4_source_port, 25, 25),        // 24: the client's port
-        (JSET, mask, DROP, ACCEPT),                 // 25: not in the sample: drop
-        (LDH_IND, ipv4_destination_port, 27, 27),   // 26: the client's port
-        (JSET, mask, DROP, ACCEPT),                 // 27: not in the sample: drop
-        (RET, SNAP_LENGTH, 29, 29),                 // 28 (ACCEPT)
-        (RET, 0, 30, 30),                           // 29 (DROP)
+        (LDX_IMM, IPV6_HEADER, 7, 7),               // 6: X = IPv6 header length
+        (JA, 0, PORTS, PORTS),                      // 7
+        (JEQ, ipv4, 9, DROP),                       // 8 (V4): the ethertype is still loaded
+        (LDB_ABS, ip + 9, 10, 10),                  // 9: IPv4 protocol
+        (JEQ, tcp, 11, DROP),                       // 10
+        (LDH_ABS, ip + 6, 12, 12),                  // 11: flags and fragment offset
+        (JSET, 0x1fff, DROP, 13),                   // 12: a later fragment: drop
+        (LDX_MSH, ip, 14, 14),                      // 13: X = IPv4 header length
+        (LDH_IND, source_port, 15, 15),             // 14 (PORTS)
+        (JEQ, port, 20, 16),                        // 15: from the server? its client is at 20
+        (LDH_IND, destination_port, 17, 17),        // 16
+        (JEQ, port, 18, DROP),                      // 17: to the server? its client is at 18
+        (LDH_IND, source_port, 19, 19),             // 18: the client's port
+        (JSET, mask, DROP, ACCEPT),                 // 19: not in the sample: drop
+        (LDH_IND, destination_port, 21, 21),        // 20: the client's port
+        (JSET, mask, DROP, ACCEPT),                 // 21: not in the sample: drop
+        (RET, SNAP_LENGTH, 23, 23),                 // 22 (ACCEPT)
+        (RET, 0, 24, 24),                           // 23 (DROP)
     ];
     let mut program = instructions
         .iter()
@@ -565,6 +563,15 @@ fn filter_program(
                         io::Error::other(format!("filter instruction {at} jumps to {to}"))
                     })
             };
+            if code == JA {
+                let k = u32::from(offset(if_true)?);
+                return Ok(libc::sock_filter {
+                    code,
+                    jt: 0,
+                    jf: 0,
+                    k,
+                });
+            }
             Ok(libc::sock_filter {
                 code,
                 jt: offset(if_true)?,
@@ -904,6 +911,14 @@ mod tests {
                 0x48 => load(x + k, 2),
                 0xb1 => {
                     x = 4 * (load(k, 1).unwrap_or(0) & 0xf);
+                    continue;
+                }
+                0x01 => {
+                    x = k;
+                    continue;
+                }
+                0x05 => {
+                    pc += usize::try_from(k).unwrap();
                     continue;
                 }
                 0x15 => {
