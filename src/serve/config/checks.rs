@@ -2,16 +2,14 @@
 //! every target expanded and named, and the problems found, placed in the text.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
 use tcp_shaker::{Family, Host};
-use toml::Spanned;
+use toml::{Spanned, Value};
 
 use super::{
     InitialState, IpProtocol, Knobs, LogFormat, MAX_TARGETS, NamedTarget, Position, ProbeConfig,
@@ -63,66 +61,35 @@ struct RawFile {
     source: Vec<Spanned<String>>,
     interface: Option<Spanned<String>>,
     #[serde(default)]
-    defaults: RawKnobs,
+    defaults: RawTable,
     #[serde(default)]
-    targets: Vec<Spanned<RawTarget>>,
+    targets: Vec<Spanned<RawTable>>,
     #[serde(default)]
     probe: RawProbe,
 }
 
-/// `[defaults]` as written.
+/// `[defaults]` or a `[[targets]]` entry as written: the knobs, and a target's own keys,
+/// which `[defaults]` refuses. One table for both, since serde's `flatten` would lose the
+/// spans and let unknown keys through.
 #[derive(Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
     expecting = "a table of knobs (interval, rise, labels...)"
 )]
-struct RawKnobs {
-    interval: Option<Spanned<DurationText>>,
-    fast_interval: Option<Spanned<DurationText>>,
-    down_interval: Option<Spanned<DurationText>>,
-    timeout: Option<Spanned<DurationText>>,
-    rise: Option<Spanned<Count>>,
-    fall: Option<Spanned<Count>>,
+struct RawTable {
+    interval: Option<Spanned<Value>>,
+    fast_interval: Option<Spanned<Value>>,
+    down_interval: Option<Spanned<Value>>,
+    timeout: Option<Spanned<Value>>,
+    rise: Option<Spanned<Value>>,
+    fall: Option<Spanned<Value>>,
     initial_state: Option<Spanned<String>>,
     family: Option<FamilyName>,
     #[serde(default)]
     labels: BTreeMap<Spanned<String>, String>,
-}
-
-/// A `[[targets]]` entry as written: the knobs of [`RawKnobs`], and its own keys.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [[targets]] table")]
-struct RawTarget {
     address: Option<Spanned<String>>,
     addresses: Option<Spanned<Vec<Spanned<String>>>>,
     name: Option<Spanned<String>>,
-    interval: Option<Spanned<DurationText>>,
-    fast_interval: Option<Spanned<DurationText>>,
-    down_interval: Option<Spanned<DurationText>>,
-    timeout: Option<Spanned<DurationText>>,
-    rise: Option<Spanned<Count>>,
-    fall: Option<Spanned<Count>>,
-    initial_state: Option<Spanned<String>>,
-    family: Option<FamilyName>,
-    #[serde(default)]
-    labels: BTreeMap<Spanned<String>, String>,
-}
-
-impl RawTarget {
-    /// The entry's knobs.
-    fn knobs(&self) -> RawKnobs {
-        RawKnobs {
-            interval: self.interval.clone(),
-            fast_interval: self.fast_interval.clone(),
-            down_interval: self.down_interval.clone(),
-            timeout: self.timeout.clone(),
-            rise: self.rise.clone(),
-            fall: self.fall.clone(),
-            initial_state: self.initial_state.clone(),
-            family: self.family,
-            labels: self.labels.clone(),
-        }
-    }
 }
 
 /// `[probe]` as written.
@@ -131,7 +98,7 @@ impl RawTarget {
 struct RawProbe {
     #[serde(default)]
     allow: Vec<Spanned<String>>,
-    timeout_offset: Option<Spanned<DurationText>>,
+    timeout_offset: Option<Spanned<Value>>,
     #[serde(default)]
     modules: BTreeMap<String, RawModule>,
 }
@@ -140,59 +107,9 @@ struct RawProbe {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [probe.modules.NAME] table")]
 struct RawModule {
-    timeout: Option<Spanned<DurationText>>,
+    timeout: Option<Spanned<Value>>,
     preferred_ip_protocol: Option<IpProtocol>,
     ip_protocol_fallback: Option<bool>,
-}
-
-/// A duration as written: a string, read by [`Checks::duration`].
-#[derive(Clone)]
-struct DurationText(String);
-
-impl<'de> Deserialize<'de> for DurationText {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<DurationText, D::Error> {
-        deserializer.deserialize_str(DurationVisitor)
-    }
-}
-
-/// The visitor of a [`DurationText`], saying what it expects in the file's words.
-struct DurationVisitor;
-
-impl Visitor<'_> for DurationVisitor {
-    type Value = DurationText;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a duration such as \"2s\" or \"500ms\"")
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<DurationText, E> {
-        Ok(DurationText(text.to_owned()))
-    }
-}
-
-/// `rise` or `fall` as written: any integer, checked by [`Checks::count`].
-#[derive(Clone, Copy)]
-struct Count(i64);
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Count, D::Error> {
-        deserializer.deserialize_i64(CountVisitor)
-    }
-}
-
-/// The visitor of a [`Count`], saying what it expects in the file's words.
-struct CountVisitor;
-
-impl Visitor<'_> for CountVisitor {
-    type Value = Count;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a whole number from 1 to {MAX_COUNT}")
-    }
-
-    fn visit_i64<E: de::Error>(self, number: i64) -> Result<Count, E> {
-        Ok(Count(number))
-    }
 }
 
 /// A `family` as written.
@@ -217,6 +134,11 @@ impl From<FamilyName> for Family {
     }
 }
 
+/// A value as the file writes it, shortened for a message: `2`, `"2"`, `[1, 2]`.
+fn as_written(value: &Value) -> String {
+    shorten(&value.to_string())
+}
+
 /// The checks of a file's values, and the problems they found.
 struct Checks<'a> {
     text: &'a str,
@@ -228,6 +150,7 @@ impl Checks<'_> {
     /// The configuration of `raw`, with a problem reported for each value refused.
     fn config(&mut self, raw: RawFile) -> ServeConfig {
         let defaults = self.knobs(&raw.defaults, "defaults");
+        self.target_keys_refused(&raw.defaults);
         let targets = self.targets(&raw.targets, &defaults);
         ServeConfig {
             listen: raw.listen.and_then(|listen| {
@@ -320,7 +243,7 @@ impl Checks<'_> {
     }
 
     /// The knobs of `raw`, a table at `at`.
-    fn knobs(&mut self, raw: &RawKnobs, at: &str) -> Knobs {
+    fn knobs(&mut self, raw: &RawTable, at: &str) -> Knobs {
         let key = |name: &str| format!("{at}.{name}");
         let mut labels = BTreeMap::new();
         for (name, value) in &raw.labels {
@@ -349,36 +272,61 @@ impl Checks<'_> {
         }
     }
 
+    /// Reports a target's own keys given in `[defaults]`.
+    fn target_keys_refused(&mut self, defaults: &RawTable) {
+        let why = "is a target's own key, not a default (write it in a [[targets]] entry)";
+        for (key, span) in [
+            ("address", defaults.address.as_ref().map(Spanned::span)),
+            ("addresses", defaults.addresses.as_ref().map(Spanned::span)),
+            ("name", defaults.name.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                self.report(span, format!("defaults.{key}"), why.to_owned());
+            }
+        }
+    }
+
     /// A duration as humantime reads it, at most [`LONGEST`], and above zero unless `zero_ok`.
     fn duration(
         &mut self,
-        raw: Option<&Spanned<DurationText>>,
+        raw: Option<&Spanned<Value>>,
         key: String,
         zero_ok: bool,
     ) -> Option<Duration> {
         let raw = raw?;
-        let written = format!("{:?}", shorten(&raw.get_ref().0));
-        let message = match humantime::parse_duration(&raw.get_ref().0) {
-            Ok(time) if time.is_zero() && !zero_ok => {
-                format!("{written} is not a duration above zero ({DURATION_FORMS})")
+        let message = match raw.get_ref() {
+            Value::String(text) => {
+                let written = format!("{:?}", shorten(text));
+                match humantime::parse_duration(text) {
+                    Ok(time) if time.is_zero() && !zero_ok => {
+                        format!("{written} is not a duration above zero ({DURATION_FORMS})")
+                    }
+                    Ok(time) if time > LONGEST => format!("{written} is longer than a century"),
+                    Ok(time) => return Some(time),
+                    Err(error) => {
+                        format!("{written} is not a duration: {error} ({DURATION_FORMS})")
+                    }
+                }
             }
-            Ok(time) if time > LONGEST => format!("{written} is longer than a century"),
-            Ok(time) => return Some(time),
-            Err(error) => format!("{written} is not a duration: {error} ({DURATION_FORMS})"),
+            other => format!("{} is not a duration ({DURATION_FORMS})", as_written(other)),
         };
         self.report(raw.span(), key, message);
         None
     }
 
-    /// `rise` or `fall`: from 1 to [`MAX_COUNT`].
-    fn count(&mut self, raw: Option<&Spanned<Count>>, key: String) -> Option<u32> {
+    /// `rise` or `fall`: a whole number from 1 to [`MAX_COUNT`].
+    fn count(&mut self, raw: Option<&Spanned<Value>>, key: String) -> Option<u32> {
         let raw = raw?;
-        let Count(written) = *raw.get_ref();
-        let count = u32::try_from(written).ok();
-        if let Some(count) = count.filter(|count| (1..=MAX_COUNT).contains(count)) {
-            return Some(count);
-        }
-        let message = format!("{written} is not from 1 to {MAX_COUNT}");
+        let message = match raw.get_ref().as_integer() {
+            Some(number) => match u32::try_from(number) {
+                Ok(count) if (1..=MAX_COUNT).contains(&count) => return Some(count),
+                _ => format!("{number} is not from 1 to {MAX_COUNT}"),
+            },
+            None => format!(
+                "{} is not a whole number from 1 to {MAX_COUNT}",
+                as_written(raw.get_ref())
+            ),
+        };
         self.report(raw.span(), key, message);
         None
     }
@@ -408,12 +356,12 @@ impl Checks<'_> {
     }
 
     /// The entries of `[[targets]]`, expanded and named, their knobs over `defaults`.
-    fn targets(&mut self, raw: &[Spanned<RawTarget>], defaults: &Knobs) -> Vec<TargetEntry> {
+    fn targets(&mut self, raw: &[Spanned<RawTable>], defaults: &Knobs) -> Vec<TargetEntry> {
         let mut names = Names::default();
         let mut entries = Vec::new();
         for (index, entry) in raw.iter().enumerate() {
             let at = format!("targets[{index}]");
-            let knobs = self.knobs(&entry.get_ref().knobs(), &at);
+            let knobs = self.knobs(entry.get_ref(), &at);
             let family = knobs.over(defaults).family.unwrap_or_default();
             let mut expanded = Vec::new();
             for (spec, key) in self.specs(entry, &at) {
@@ -461,7 +409,7 @@ impl Checks<'_> {
     /// An entry's specs with their keys: `address`, or the items of `addresses`.
     fn specs<'r>(
         &mut self,
-        entry: &'r Spanned<RawTarget>,
+        entry: &'r Spanned<RawTable>,
         at: &str,
     ) -> Vec<(&'r Spanned<String>, String)> {
         let raw = entry.get_ref();

@@ -245,7 +245,12 @@ fn each_problem_is_placed_and_said() {
         ),
         (
             "[defaults]\nfast_interval = 2\n",
-            "2:17: invalid type: integer `2`, expected a duration such as \"2s\" or \"500ms\"",
+            "2:17: defaults.fast_interval: 2 is not a duration (write e.g. \"2s\" or \"500ms\")",
+        ),
+        (
+            "[defaults]\naddress = \"db:5432\"\n",
+            "2:11: defaults.address: is a target's own key, not a default \
+             (write it in a [[targets]] entry)",
         ),
         (
             "[defaults]\ndown_interval = \"101years\"\n",
@@ -269,7 +274,7 @@ fn each_problem_is_placed_and_said() {
         ),
         (
             "[defaults]\nrise = \"2\"\n",
-            "2:8: invalid type: string \"2\", expected a whole number from 1 to 1000",
+            "2:8: defaults.rise: \"2\" is not a whole number from 1 to 1000",
         ),
         (
             "[defaults]\nlabels = { ok = \"\", 1b = \"x\" }\n",
@@ -388,7 +393,8 @@ fn unknown_keys_are_named_with_the_known_ones() {
             "[[targets]]\naddress = \"a:1\"\nnmae = \"x\"\n",
             "3:1",
             "nmae",
-            "`address`, `addresses`, `name`",
+            "`interval`, `fast_interval`, `down_interval`, `timeout`, `rise`, `fall`, \
+             `initial_state`, `family`, `labels`, `address`, `addresses`, `name`",
         ),
         (
             "[probe]\nallowed = []\n",
