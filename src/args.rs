@@ -414,45 +414,35 @@ mod tests {
 
     #[test]
     fn durations_take_bare_numbers_in_their_unit_or_a_unit() {
-        assert_eq!(
-            parse(&["-t", "250", "x:1"]).check.timeout,
-            Duration::from_millis(250)
-        );
-        assert_eq!(
-            parse(&["-t", "2s", "x:1"]).check.timeout,
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            parse(&["-t", "500ms", "x:1"]).check.timeout,
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            parse(&["-t", "1m", "x:1"]).check.timeout,
-            Duration::from_secs(60)
-        );
-        assert_eq!(
-            parse(&["-i", "2", "x:1"]).check.interval,
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            parse(&["-i", "0.2", "x:1"]).check.interval,
-            Some(Duration::from_millis(200))
-        );
-        assert_eq!(
-            parse(&["-i", "300ms", "x:1"]).check.interval,
-            Some(Duration::from_millis(300))
-        );
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        for (flag, value, expected) in [
+            ("-t", "250", ms(250)),
+            ("-t", "2s", s(2)),
+            ("-t", "500ms", ms(500)),
+            ("-t", "1m", s(60)),
+        ] {
+            let timeout = parse(&[flag, value, "x:1"]).check.timeout;
+            assert_eq!(timeout, expected, "{flag} {value}");
+        }
+        for (flag, value, expected) in [
+            ("-i", "2", s(2)),
+            ("-i", "0.2", ms(200)),
+            ("-i", "300ms", ms(300)),
+            ("--wait", "30", s(30)),
+            ("--wait", "1m", s(60)),
+        ] {
+            let check = parse(&[flag, value, "x:1"]).check;
+            let given = if flag == "-i" {
+                check.interval
+            } else {
+                check.wait
+            };
+            assert_eq!(given, Some(expected), "{flag} {value}");
+        }
         assert_eq!(
             parse(&["-i", "0", "-n", "0", "x:1"]).check.interval,
             Some(Duration::ZERO)
-        );
-        assert_eq!(
-            parse(&["--wait", "30", "x:1"]).check.wait,
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse(&["--wait", "1m", "x:1"]).check.wait,
-            Some(Duration::from_secs(60))
         );
         assert!(refused(&["-t", "0", "x:1"]).contains("greater than zero"));
         assert!(refused(&["-t", "0ms", "x:1"]).contains("greater than zero"));
