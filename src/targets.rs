@@ -277,39 +277,54 @@ mod tests {
     }
 
     #[test]
-    fn bad_specs_say_what_is_wrong() {
-        for (spec, says) in [
-            ("", "empty"),
-            ("db", "port is missing"),
-            ("db:", "port is missing"),
-            (":80", "host is missing"),
-            ("db:0", "port 0"),
-            ("db:65536", "out of range"),
-            ("db:http", "not a number"),
-            ("db:+80", "not a number"),
-            ("db:80,", "empty entry"),
-            ("db:,80", "empty entry"),
-            ("db:90-80", "write 80-90"),
-            ("db:80-", "port is missing"),
-            ("db:1-2-3", "not a number"),
-            ("db:0-5", "port 0"),
-            ("::1:80", "brackets"),
-            ("::1", "brackets"),
-            ("[::1", "not closed"),
-            ("[::1]", "port must follow"),
-            ("[::1]80", "port must follow"),
-            ("[127.0.0.1]:80", "not an IPv6"),
-            ("db:80 cache:6379", "no spaces"),
-            (" db:80", "leading or trailing spaces"),
-            ("exa_mple!:80", "neither an IP"),
+    fn a_single_target_is_refused_in_the_library_s_words() {
+        for spec in [
+            "",
+            "db",
+            "db:",
+            ":80",
+            "db:0",
+            "db:65536",
+            "db:http",
+            "db:+80",
+            "::1:80",
+            "::1",
+            "[::1",
+            "[::1]",
+            "[::1]80",
+            "[127.0.0.1]:80",
+            " db:80",
+            "exa_mple!:80",
+            "999.1.1.1:80",
         ] {
-            let said = refusal(spec);
-            assert!(said.contains(says), "{spec:?}: {said}");
+            let library = spec.parse::<Target>().expect_err(spec);
+            assert_eq!(refusal(spec), reason_of(&library), "{spec:?}");
         }
-        assert_eq!(
-            refusal("999.1.1.1:80"),
-            "the host is not a valid IPv4 address"
-        );
+    }
+
+    #[test]
+    fn port_lists_and_ranges_say_what_is_wrong() {
+        for (spec, says) in [
+            ("db:80,", "the port list \"80,\" has an empty entry"),
+            ("db:,80", "the port list \",80\" has an empty entry"),
+            (
+                "db:90-80",
+                "the port range 90-80 goes backwards; write 80-90",
+            ),
+            ("db:80-", "the port is missing; write host:port"),
+            ("db:1-2-3", "the port is not a number from 1 to 65535"),
+            (
+                "db:0-5",
+                "port 0 cannot be checked; give a port from 1 to 65535",
+            ),
+            (
+                "db:80 cache:6379",
+                "a target contains no spaces; write one target (host:port, \
+                 [v6]:port, host:80,443 or host:8000-8100) per argument or line",
+            ),
+        ] {
+            assert_eq!(refusal(spec), says, "{spec:?}");
+        }
     }
 
     #[test]
