@@ -10,7 +10,7 @@ use crate::unique::Seen;
 /// What a run checks and how, as `-v` prints it first.
 pub fn configuration(plan: &RunPlan) -> String {
     let what = describe(&plan.arguments, &plan.files);
-    let timeout = plan.timeout;
+    let timeout = plan.checks.timeout;
     let (count, concurrency, interval) = match &plan.task {
         Task::Wait { within, .. } => {
             return format!(

@@ -55,7 +55,7 @@ pub fn run(mut plan: RunPlan) -> anyhow::Result<Ending> {
     }
     recorder.idle()?;
     let arguments = std::mem::take(&mut plan.arguments);
-    let stream = TargetStream::new(Feed::start(arguments, files, plan.family)?);
+    let stream = TargetStream::new(Feed::start(arguments, files, plan.checks.family)?);
     let scheduler = Scheduler::new(batch, stream, plan.schedule(), interrupted);
 
     match plan.task {
@@ -152,7 +152,7 @@ fn output_for(plan: &RunPlan, files: &mut [TargetFile]) -> anyhow::Result<Box<dy
     let mut all_known = true;
     if plan.recording.lines != CheckLines::None {
         for file in files {
-            match file.layout(plan.family)? {
+            match file.layout(plan.checks.family)? {
                 Some(file_layout) => layout.merge(file_layout),
                 None => all_known = false,
             }

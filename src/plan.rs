@@ -21,7 +21,7 @@ use crate::binding;
 use crate::limits::checks_in_flight_allowed;
 use crate::loops;
 use crate::report::{CheckLines, Settings};
-use crate::schedule::{self, Mode};
+use crate::schedule::{self, CheckPlan, Mode};
 use crate::targets::{InvalidTarget, Source, Spec, parse_spec};
 
 /// Checks submitted and not yet started, per event loop: about one turn of the loop (it starts
@@ -36,17 +36,12 @@ pub struct RunPlan {
     pub refused: Vec<InvalidTarget>,
     /// Files of targets (`-f`; `-` is standard input), in order.
     pub files: Vec<PathBuf>,
-    pub family: Family,
     /// A builder of the checkers, with the source addresses and interface.
     pub checker: CheckerBuilder,
     /// How many checkers (event loops) share the checks.
     pub loops: u16,
     pub task: Task,
-    pub timeout: Duration,
-    /// Check every address of a name, each on its own.
-    pub all_addresses: bool,
-    /// Checks in flight at once over all targets, within the open-files limit.
-    pub max_in_flight: usize,
+    pub checks: CheckPlan,
     pub output: OutputFormat,
     /// What the recorder keeps and prints.
     pub recording: Settings,
@@ -128,13 +123,15 @@ impl RunPlan {
             arguments,
             refused,
             files: args.targets.files.clone(),
-            family,
             checker,
             loops: args.loops.unwrap_or_else(loops::per_core),
             task,
-            timeout: args.timeout,
-            all_addresses: args.all_addresses,
-            max_in_flight,
+            checks: CheckPlan {
+                timeout: args.timeout,
+                family,
+                all_addresses: args.all_addresses,
+                max_in_flight,
+            },
             output,
             recording: Settings {
                 per_target: repeats,
@@ -164,10 +161,7 @@ impl RunPlan {
             },
         };
         schedule::Plan {
-            timeout: self.timeout,
-            family: self.family,
-            all_addresses: self.all_addresses,
-            max_in_flight: self.max_in_flight,
+            checks: self.checks,
             start_window: START_WINDOW_PER_LOOP.saturating_mul(usize::from(self.loops)),
             mode,
         }
@@ -378,7 +372,7 @@ mod tests {
         assert_eq!(firsts, ["a:1", "b:2"]);
         assert_eq!(plan.refused.len(), 1);
         assert_eq!(plan.refused[0].input, "db");
-        assert_eq!(plan.family, Family::V6);
+        assert_eq!(plan.checks.family, Family::V6);
         assert_eq!(plan.files, [PathBuf::from("x.txt")]);
     }
 
@@ -408,7 +402,7 @@ mod tests {
     fn the_schedule_has_a_start_window_per_loop_and_in_flight_within_the_limit() {
         let schedule = plan(&["--loops", "3", "--max-in-flight", "10", "x:1"]).schedule();
         assert_eq!(schedule.start_window, 3 * START_WINDOW_PER_LOOP);
-        assert!(schedule.max_in_flight <= 10 && schedule.max_in_flight >= 1);
+        assert!(schedule.checks.max_in_flight <= 10 && schedule.checks.max_in_flight >= 1);
         assert_eq!(plan(&["x:1"]).loops, loops::per_core());
     }
 }

@@ -44,13 +44,21 @@ const START_WITHIN: Duration = Duration::from_secs(1);
 /// How the targets are checked.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
-    pub timeout: Duration,
-    pub family: Family,
-    pub all_addresses: bool,
-    pub max_in_flight: usize,
+    pub checks: CheckPlan,
     /// Checks submitted and not yet started by the checkers, at most.
     pub start_window: usize,
     pub mode: Mode,
+}
+
+/// How each check is made, and how many are in flight at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckPlan {
+    pub timeout: Duration,
+    pub family: Family,
+    /// Check every address of a name, each on its own.
+    pub all_addresses: bool,
+    /// Checks in flight at once over all targets, within the open-files limit.
+    pub max_in_flight: usize,
 }
 
 /// Whether targets are checked a number of times or until they are open.
@@ -227,7 +235,10 @@ impl<'a> Scheduler<'a> {
             }
         }
         let more_to_start = !self.ready.is_empty() || !self.stream_done;
-        if more_to_start && self.in_flight.len() < self.plan.max_in_flight && !self.window_open() {
+        if more_to_start
+            && self.in_flight.len() < self.plan.checks.max_in_flight
+            && !self.window_open()
+        {
             wake = wake.min(now + START_POLL);
         }
         wake
@@ -267,7 +278,7 @@ impl<'a> Scheduler<'a> {
 
     /// Whether another check may be submitted now, as far as the run as a whole goes.
     fn has_room(&self) -> bool {
-        self.in_flight.len() < self.plan.max_in_flight && self.window_open()
+        self.in_flight.len() < self.plan.checks.max_in_flight && self.window_open()
     }
 
     /// Whether fewer checks than the start window's wait for the checkers to start them.
@@ -404,19 +415,22 @@ impl<'a> Scheduler<'a> {
         let (timeout, start_within) = match self.plan.mode {
             Mode::Repeat { interval, .. } => {
                 active.state.due = now + interval;
-                (self.plan.timeout, self.plan.timeout.max(START_WITHIN))
+                (
+                    self.plan.checks.timeout,
+                    self.plan.checks.timeout.max(START_WITHIN),
+                )
             }
             Mode::UntilOpen { deadline } => {
                 let left = deadline.saturating_duration_since(now);
-                (self.plan.timeout.min(left), START_WITHIN.min(left))
+                (self.plan.checks.timeout.min(left), START_WITHIN.min(left))
             }
         };
         let options = CheckOptions::new(timeout)
-            .family(self.plan.family)
+            .family(self.plan.checks.family)
             .start_within(start_within);
         self.last_tag += 1;
         let tag = self.last_tag;
-        let submitted = if self.plan.all_addresses {
+        let submitted = if self.plan.checks.all_addresses {
             self.batch
                 .submit_every_address(tag, &active.target, options)
         } else {
