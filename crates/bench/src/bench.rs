@@ -18,11 +18,6 @@ use crate::procfs;
 use crate::server::{Route, Server};
 use crate::summary::{self, DelayResult, Row, RunResult, Verdict};
 
-/// How long TIME_WAIT sockets live (the kernel's 60 s), with a margin.
-const TIME_WAIT_LIMIT: Duration = Duration::from_secs(65);
-/// How often to count them meanwhile.
-const TIME_WAIT_POLL: Duration = Duration::from_secs(1);
-
 /// Where and how the benchmark ran.
 #[derive(Clone, Debug, Serialize)]
 pub struct Setup {
@@ -261,13 +256,18 @@ impl Plan<'_> {
     }
 }
 
-/// Waits until no socket of `port` is in TIME_WAIT any more (at most [`TIME_WAIT_LIMIT`]).
+/// Waits until no socket of `port` is in TIME_WAIT any more (at most the 60 s they live, with a
+/// margin).
 ///
 /// std's FIN closes leave its client sockets in TIME_WAIT for 60 s, tens of thousands of them;
 /// the next checker's `connect()` has to reclaim their ports one by one, which slowed the floor by
 /// about 8% on the run after a std run (blackbox_exporter's full connects in the probe scenario
 /// leave as many).
 pub fn wait_for_time_wait(port: u16) -> anyhow::Result<()> {
+    /// How long TIME_WAIT sockets live (the kernel's 60 s), with a margin.
+    const TIME_WAIT_LIMIT: Duration = Duration::from_secs(65);
+    /// How often to count them meanwhile.
+    const TIME_WAIT_POLL: Duration = Duration::from_secs(1);
     let started = Instant::now();
     let mut announced = false;
     loop {

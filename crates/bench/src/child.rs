@@ -18,13 +18,6 @@ use crate::interrupt;
 use crate::procfs;
 use crate::sys::{self, Reaped};
 
-/// How often the parent looks whether a child has exited.
-const REAP_INTERVAL: Duration = Duration::from_millis(5);
-/// A child's time limit, before what its checks may take.
-const BASE_TIME_LIMIT: Duration = Duration::from_secs(60);
-/// A child's time limit grows by this much per check (at least 5000 checks per second).
-const TIME_LIMIT_PER_CHECK: Duration = Duration::from_micros(200);
-
 /// What a child is asked to run.
 #[derive(Clone, Copy, Debug)]
 pub struct Request {
@@ -64,6 +57,10 @@ impl Request {
     /// How long the child may take before it is killed: enough for every check to time out,
     /// plus a generous floor.
     fn time_limit(&self) -> Duration {
+        /// A child's time limit, before what its checks may take.
+        const BASE_TIME_LIMIT: Duration = Duration::from_secs(60);
+        /// A child's time limit grows by this much per check (at least 5000 checks per second).
+        const TIME_LIMIT_PER_CHECK: Duration = Duration::from_micros(200);
         let rounds = self.checks / u64::try_from(self.in_flight.max(1)).unwrap_or(1) + 1;
         let checks = u32::try_from(self.checks).unwrap_or(u32::MAX);
         let rounds = u32::try_from(rounds).unwrap_or(u32::MAX);
@@ -199,6 +196,8 @@ impl Reaper {
     /// Waits for the child to exit, until `deadline` at most (then kills it and fails);
     /// returns its wait status and resource usage.
     fn wait(&mut self, deadline: Instant) -> anyhow::Result<(libc::c_int, libc::rusage)> {
+        /// How often the parent looks whether the child has exited.
+        const REAP_INTERVAL: Duration = Duration::from_millis(5);
         let pid = libc::pid_t::try_from(self.child.id()).context("the child's process id")?;
         loop {
             let reaped = sys::reap(pid).context("waiting for a child run")?;

@@ -9,6 +9,7 @@ use shaker_wire::netns::Namespace;
 
 use crate::args::{Args, Scenario};
 use crate::bench::Setup;
+use crate::comparison::Comparison;
 use crate::listener::Listener;
 use crate::server::{Route, Server};
 use crate::service::Stage;
@@ -55,34 +56,31 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
             scenario::render_scan,
             |scan| scan.ok,
         ),
-        Some(Scenario::Serve) => service_scenario(
-            args,
-            open_files,
-            service::serve,
-            service::render_serve,
-            |serve| serve.ok,
-        ),
-        Some(Scenario::Probe) => service_scenario(
-            args,
-            open_files,
-            probe::probe,
-            probe::render_probe,
-            |probe| probe.ok,
-        ),
+        Some(Scenario::Serve) => {
+            service_scenario(args, open_files, service::serve, service::render_serve)
+        }
+        Some(Scenario::Probe) => {
+            service_scenario(args, open_files, probe::probe, probe::render_probe)
+        }
     }
 }
 
+/// A service scenario (serve or probe): its results on the stage.
+type ServiceRun<S, M, W> = fn(&Args, &Stage<'_>) -> anyhow::Result<Comparison<S, M, W>>;
+
 /// Runs the service scenario `run` (serve or probe), prints what `render` makes of its results
-/// (or them as JSON), and says whether they made the bar (`ok`). With the privileges, it runs
-/// in a network namespace of the benchmark's own, deleted on the way out; the services it
-/// starts are stopped on the way out too, also after Ctrl-C.
-fn service_scenario<T: serde::Serialize + Send>(
+/// (or them as JSON), and says whether they made the bar. With the privileges, it runs in a
+/// network namespace of the benchmark's own, deleted on the way out; the services it starts
+/// are stopped on the way out too, also after Ctrl-C.
+fn service_scenario<S, M, W>(
     args: &Args,
     open_files: u64,
-    run: fn(&Args, &Stage<'_>) -> anyhow::Result<T>,
-    render: fn(&T) -> String,
-    ok: fn(&T) -> bool,
-) -> anyhow::Result<bool> {
+    run: ServiceRun<S, M, W>,
+    render: fn(&Comparison<S, M, W>) -> String,
+) -> anyhow::Result<bool>
+where
+    Comparison<S, M, W>: serde::Serialize + Send,
+{
     interrupt::catch()?;
     let tcp_checker = service::tcp_checker_binary(args)?;
     let privileged = procfs::has_capabilities(&[procfs::CAP_NET_ADMIN, procfs::CAP_SYS_ADMIN])?;
@@ -105,7 +103,7 @@ fn service_scenario<T: serde::Serialize + Send>(
                  connects, and the listener on 0.0.0.0 is reachable on every interface"
             .into(),
     };
-    let inside = || -> anyhow::Result<T> {
+    let inside = || -> anyhow::Result<Comparison<S, M, W>> {
         // On 0.0.0.0, which Linux reaches for every address of 127/8; below the local port range
         // of the namespace, as a service's port is.
         let listener = Listener::start(Ipv4Addr::UNSPECIFIED, procfs::first_local_port())
@@ -127,7 +125,7 @@ fn service_scenario<T: serde::Serialize + Send>(
         None => inside()?,
     };
     print(args, &results, render)?;
-    Ok(ok(&results))
+    Ok(results.ok)
 }
 
 /// Runs the scenario `run` against a loopback listener, prints what `render` makes of its results

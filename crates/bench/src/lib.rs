@@ -31,6 +31,7 @@ mod bench;
 mod checks;
 mod child;
 mod command;
+mod comparison;
 mod contenders;
 mod cpu_time;
 mod daemon;

@@ -5,7 +5,6 @@
 //! exporter's process per probe, and the connections the listener's application accepted
 //! (none from tcp-checker serve, every probe from blackbox_exporter).
 
-use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
@@ -15,17 +14,18 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::args::Args;
-use crate::bench::{self, Setup};
-use crate::daemon::{self, Daemon, TempDir};
+use crate::bench;
+use crate::comparison::{
+    Column, Comparison, CpuMedians, CpuUse, Goal, Medians, Peer, Row, Run, Side,
+};
+use crate::daemon::{Daemon, TempDir};
 use crate::http_load::{self, LoadResult};
 use crate::procfs;
-use crate::service::{
-    self, Goal, Stage, ThreadShare, describe_shares, goal_notes, number, start_tcp_checker,
-    thread_shares,
-};
+use crate::service::{self, Stage, number, start_tcp_checker, thread_shares};
 use crate::statistics::median;
-use crate::table::markdown;
 
+/// blackbox_exporter's name in the tables.
+const BLACKBOX_NAME: &str = "blackbox_exporter";
 /// The names blackbox_exporter is found by in `PATH`: Debian's, then upstream's.
 const BLACKBOX: [&str; 2] = ["prometheus-blackbox-exporter", "blackbox_exporter"];
 /// blackbox_exporter's configuration: the module the probes ask for.
@@ -37,142 +37,81 @@ const PROBE_SUCCESS: &str = "probe_success 1";
 /// The issue's bound: tcp-checker serve's CPU per probe at most blackbox_exporter's over this.
 const CPU_RATIO_GOAL: f64 = 5.0;
 
-/// Which exporter a run measured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Exporter {
-    /// `tcp-checker serve --probe-allow 127.0.0.0/8`.
-    TcpChecker,
-    /// blackbox_exporter.
-    Blackbox,
-}
-
-impl Exporter {
-    /// Its name in the tables.
-    pub fn name(self) -> &'static str {
-        match self {
-            Exporter::TcpChecker => "tcp-checker serve",
-            Exporter::Blackbox => "blackbox_exporter",
-        }
-    }
-}
-
-/// One exporter's run under the load.
-#[derive(Debug, Serialize)]
-pub struct ProbeRun {
-    /// The exporter.
-    pub exporter: Exporter,
-    /// The round, from 1.
-    pub round: usize,
-    /// What the clients did.
-    pub load: LoadResult,
-    /// User plus system CPU time of the exporter's process while the clients ran, seconds.
-    pub cpu_s: f64,
-    /// `cpu_s` per probe answered, microseconds.
-    pub cpu_us_per_probe: f64,
-    /// `cpu_s` over the time the clients ran: CPU cores busy.
-    pub cpu_cores: f64,
-    /// The CPU time of each thread name (tcp-checker serve only).
-    pub threads: Vec<ThreadShare>,
-    /// Connections the listener's application accepted while the clients ran, and 300 ms
-    /// after.
-    pub accepted: u64,
-}
+/// One exporter's run under the load: `measured` is what the clients did, `cpu` the CPU time
+/// of the exporter's process while they ran, per probe answered, and `accepted` the connections
+/// accepted while they ran and 300 ms after.
+pub type ProbeRun = Run<LoadResult>;
 
 /// One exporter's medians over the rounds.
 #[derive(Debug, Serialize)]
-pub struct ProbeRow {
-    /// The exporter.
-    pub exporter: Exporter,
-    /// Its version, as it says it.
-    pub version: Option<String>,
+pub struct ProbeMedians {
     /// Median probes answered per second.
     pub probes_per_s: Option<f64>,
     /// Median of the runs' median latencies, milliseconds.
     pub latency_p50_ms: Option<f64>,
     /// Median of the runs' 99th percentiles, milliseconds.
     pub latency_p99_ms: Option<f64>,
-    /// Median CPU per probe, microseconds.
-    pub cpu_us_per_probe: Option<f64>,
-    /// Median CPU cores busy.
-    pub cpu_cores: Option<f64>,
+    /// The medians of the CPU use, per probe.
+    pub cpu: CpuMedians,
     /// Median of the runs' accepted connections per probe.
     pub accepted_per_probe: Option<f64>,
-    /// The most connections accepted in one run.
-    pub accepted_max: Option<u64>,
     /// The most failed requests in one run.
     pub failed_max: Option<u64>,
 }
 
-impl ProbeRow {
-    fn of(exporter: Exporter, version: Option<String>, runs: &[&ProbeRun]) -> ProbeRow {
+impl Medians for ProbeMedians {
+    type Measured = LoadResult;
+
+    fn of(runs: &[&ProbeRun]) -> ProbeMedians {
         let of = |value: fn(&ProbeRun) -> f64| median(runs.iter().map(|run| value(run)).collect());
-        ProbeRow {
-            exporter,
-            version,
-            probes_per_s: of(|run| run.load.requests_per_s),
-            latency_p50_ms: of(|run| run.load.latency_p50_ms),
-            latency_p99_ms: of(|run| run.load.latency_p99_ms),
-            cpu_us_per_probe: of(|run| run.cpu_us_per_probe),
-            cpu_cores: of(|run| run.cpu_cores),
-            accepted_per_probe: of(|run| run.accepted as f64 / run.load.requests.max(1) as f64),
-            accepted_max: runs.iter().map(|run| run.accepted).max(),
-            failed_max: runs.iter().map(|run| run.load.failed).max(),
+        ProbeMedians {
+            probes_per_s: of(|run| run.measured.requests_per_s),
+            latency_p50_ms: of(|run| run.measured.latency_p50_ms),
+            latency_p99_ms: of(|run| run.measured.latency_p99_ms),
+            cpu: CpuMedians::of(runs),
+            accepted_per_probe: of(|run| run.accepted as f64 / run.measured.requests.max(1) as f64),
+            failed_max: runs.iter().map(|run| run.measured.failed).max(),
         }
     }
 }
 
-/// The `probe` scenario's results (and `--json` output).
+/// One exporter's row.
+pub type ProbeRow = Row<ProbeMedians>;
+
+/// The load the `probe` scenario puts on each exporter.
 #[derive(Debug, Serialize)]
-pub struct Probe {
-    /// Where and how it ran.
-    pub setup: Setup,
-    /// The network it ran in.
-    pub network: String,
+pub struct ProbeLoad {
     /// What the clients GET.
     pub path: String,
     /// Concurrent clients.
     pub clients: usize,
     /// How long they run per exporter, seconds.
     pub window_s: f64,
-    /// Rounds.
-    pub rounds: usize,
-    /// Why blackbox_exporter did not run, if it did not.
-    pub blackbox_missing: Option<String>,
-    /// Every run, in order.
-    pub runs: Vec<ProbeRun>,
-    /// Each exporter's medians.
-    pub rows: Vec<ProbeRow>,
-    /// The targets of the issue.
-    pub goals: Vec<Goal>,
-    /// The 1-minute load average at the end.
-    pub load_average_after: f64,
-    /// What went wrong: a probe of tcp-checker serve accepted, failed or not open.
-    pub failures: Vec<String>,
-    /// True if nothing did.
-    pub ok: bool,
 }
+
+/// The `probe` scenario's results (and `--json` output); its failures: a probe of tcp-checker
+/// serve accepted, failed or not open.
+pub type Probe = Comparison<ProbeLoad, LoadResult, ProbeMedians>;
 
 /// tcp-checker serve's `/probe` under the load, then blackbox_exporter's (if installed), in
 /// each of the rounds.
 pub fn probe(args: &Args, stage: &Stage<'_>) -> anyhow::Result<Probe> {
     let port = stage.port();
     let path = format!("/probe?target=127.0.0.1:{port}&module=tcp_connect");
-    let blackbox = daemon::find_in_path(&BLACKBOX);
-    let blackbox_missing = blackbox.is_none().then(|| {
+    let blackbox = Peer::find(
+        "probe",
+        BLACKBOX_NAME,
+        &BLACKBOX,
+        &["--version"],
         "blackbox_exporter is not installed (neither prometheus-blackbox-exporter nor \
          blackbox_exporter in PATH): `apt-get install --no-install-recommends \
-         prometheus-blackbox-exporter` adds it"
-            .to_string()
-    });
-    if let Some(reason) = &blackbox_missing {
-        eprintln!("probe: {reason}; measuring tcp-checker serve alone");
-    }
+         prometheus-blackbox-exporter` adds it",
+    );
     let folder = TempDir::new()?;
     let config = folder.write("blackbox.yml", BLACKBOX_CONFIG)?;
     let mut runs = Vec::new();
     for round in 1..=args.runs() {
-        if blackbox.is_some() && round > 1 {
+        if blackbox.program.is_some() && round > 1 {
             // blackbox_exporter's connections of the round before, in TIME_WAIT, would slow
             // the connects of the next run.
             bench::wait_for_time_wait(port)?;
@@ -187,19 +126,19 @@ pub fn probe(args: &Args, stage: &Stage<'_>) -> anyhow::Result<Probe> {
         runs.push(measure(
             args,
             stage,
-            Exporter::TcpChecker,
+            Side::TcpChecker,
             daemon,
             http,
             &path,
             round,
         )?);
-        if let Some(program) = &blackbox {
+        if let Some(program) = &blackbox.program {
             eprintln!("probe: round {round}: blackbox_exporter, the same load");
             let (daemon, http) = start_blackbox(program, &config)?;
             runs.push(measure(
                 args,
                 stage,
-                Exporter::Blackbox,
+                Side::Peer,
                 daemon,
                 http,
                 &path,
@@ -207,60 +146,34 @@ pub fn probe(args: &Args, stage: &Stage<'_>) -> anyhow::Result<Probe> {
             )?);
         }
     }
-    let versions = [
-        (
-            Exporter::TcpChecker,
-            daemon::version(&stage.tcp_checker, &["--version"]),
-        ),
-        (
-            Exporter::Blackbox,
-            blackbox
-                .as_deref()
-                .and_then(|path| daemon::version(path, &["--version"])),
-        ),
-    ];
-    let rows: Vec<ProbeRow> = versions
-        .into_iter()
-        .filter_map(|(exporter, version)| {
-            let of: Vec<&ProbeRun> = runs.iter().filter(|r| r.exporter == exporter).collect();
-            (!of.is_empty()).then(|| ProbeRow::of(exporter, version, &of))
-        })
-        .collect();
-    let mut failures = Vec::new();
-    for run in runs
-        .iter()
-        .filter(|run| run.exporter == Exporter::TcpChecker)
-    {
-        if run.accepted > 0 {
-            failures.push(format!(
-                "round {}: the listener accepted {} connections from tcp-checker serve's probes",
-                run.round, run.accepted
-            ));
-        }
-        if run.load.failed > 0 {
-            failures.push(format!(
-                "round {}: {} of {} probes of tcp-checker serve failed; the first: {}",
-                run.round,
-                run.load.failed,
-                run.load.requests,
-                run.load.first_failure.as_deref().unwrap_or("?")
-            ));
-        }
-    }
-    Ok(Probe {
-        setup: stage.setup.clone(),
-        network: stage.network.clone(),
+    let load = ProbeLoad {
         path,
         clients: args.clients,
         window_s: args.window().as_secs_f64(),
-        rounds: args.runs(),
-        blackbox_missing,
-        goals: probe_goals(&rows),
+    };
+    Comparison::new(
+        args,
+        stage,
+        load,
+        blackbox,
         runs,
-        rows,
-        load_average_after: procfs::load_average()?,
-        ok: failures.is_empty(),
-        failures,
+        probe_goals,
+        probe_failure,
+    )
+}
+
+/// What went wrong in a run of tcp-checker serve besides connections accepted: probes that
+/// failed.
+fn probe_failure(run: &ProbeRun) -> Option<String> {
+    let load = &run.measured;
+    (load.failed > 0).then(|| {
+        format!(
+            "round {}: {} of {} probes of tcp-checker serve failed; the first: {}",
+            run.round,
+            load.failed,
+            load.requests,
+            load.first_failure.as_deref().unwrap_or("?")
+        )
     })
 }
 
@@ -282,7 +195,7 @@ fn start_blackbox(program: &Path, config: &Path) -> anyhow::Result<(Daemon, Sock
 fn measure(
     args: &Args,
     stage: &Stage<'_>,
-    exporter: Exporter,
+    exporter: Side,
     mut daemon: Daemon,
     http: SocketAddr,
     path: &str,
@@ -298,7 +211,7 @@ fn measure(
             }
             Ok(response) if response.status != 200 => Some(Err(format!(
                 "{} answered {}: {}",
-                exporter.name(),
+                exporter.name(BLACKBOX_NAME),
                 response.status,
                 response.text().trim()
             ))),
@@ -341,30 +254,28 @@ fn measure(
     daemon.stop()?;
     stage.listener.settle();
     let cpu = end_cpu.since(&start_cpu);
-    let probes = load.requests.max(1) as f64;
-    let cpu_s = cpu.total().as_secs_f64();
+    let probes = load.requests as f64;
+    let threads = match exporter {
+        Side::TcpChecker => thread_shares(&start_threads, &end_threads, cpu, probes),
+        Side::Peer => Vec::new(),
+    };
+    let window_s = ended.duration_since(started).as_secs_f64();
     Ok(ProbeRun {
-        exporter,
+        side: exporter,
         round,
-        cpu_s,
-        cpu_us_per_probe: cpu_s * 1e6 / probes,
-        cpu_cores: cpu_s / ended.duration_since(started).as_secs_f64(),
-        threads: match exporter {
-            Exporter::TcpChecker => thread_shares(&start_threads, &end_threads, cpu, probes),
-            Exporter::Blackbox => Vec::new(),
-        },
+        cpu: CpuUse::new(cpu, window_s, probes, threads),
         accepted: stage.listener.accepted() - accepted_before,
-        load,
+        measured: load,
     })
 }
 
 /// The issue's targets for the probe scenario, judged on the medians.
 fn probe_goals(rows: &[ProbeRow]) -> Vec<Goal> {
-    let find = |exporter| rows.iter().find(|row| row.exporter == exporter);
-    let (Some(ours), blackbox) = (find(Exporter::TcpChecker), find(Exporter::Blackbox)) else {
+    let find = |side| rows.iter().find(|row| row.side == side);
+    let (Some(ours), blackbox) = (find(Side::TcpChecker), find(Side::Peer)) else {
         return Vec::new();
     };
-    let cpu = |row: Option<&ProbeRow>| row.and_then(|row| row.cpu_us_per_probe);
+    let cpu = |row: Option<&ProbeRow>| row.and_then(|row| row.medians.cpu.us_per_unit);
     vec![
         Goal {
             goal: "CPU per probe at most a fifth of blackbox_exporter's".into(),
@@ -381,124 +292,81 @@ fn probe_goals(rows: &[ProbeRow]) -> Vec<Goal> {
                 _ => "not measured".into(),
             },
         },
-        Goal {
-            goal: "the listener's application accepts nothing from /probe".into(),
-            met: ours.accepted_max.map(|accepted| accepted == 0),
-            figures: format!(
-                "at most {} accepted in a run{}",
-                ours.accepted_max.unwrap_or(0),
-                blackbox
-                    .and_then(|row| row.accepted_per_probe)
-                    .map(|a| format!(" (blackbox_exporter: {a:.3} per probe)"))
-                    .unwrap_or_default()
-            ),
-        },
+        ours.accepts_nothing(
+            "/probe",
+            blackbox
+                .and_then(|row| row.medians.accepted_per_probe)
+                .map(|a| format!("blackbox_exporter: {a:.3} per probe")),
+        ),
     ]
 }
 
 /// The `probe` scenario as text.
 pub fn render_probe(probe: &Probe) -> String {
-    let mut text = String::new();
-    let exporters: Vec<String> = probe
-        .rows
-        .iter()
-        .map(|row| exporter_name(row.exporter, row.version.as_deref()))
-        .collect();
-    let _ = writeln!(
-        text,
-        "probe scenario: GET {} from {} concurrent HTTP/1.1 keep-alive clients for {} s, to {}, \
-         {} {} round(s); medians of the rounds shown.",
-        probe.path,
-        probe.clients,
-        probe.window_s,
-        exporters.join(", then "),
-        if exporters.len() > 1 {
-            "one after the other in each of"
-        } else {
-            "in each of"
-        },
-        probe.rounds
+    let load = &probe.scenario;
+    let mut text = format!(
+        "probe scenario: GET {} from {} concurrent HTTP/1.1 keep-alive clients for {} s, to {}; \
+         medians of the rounds shown.\n",
+        load.path,
+        load.clients,
+        load.window_s,
+        probe.sides_in_rounds()
     );
-    let _ = writeln!(text, "Network: {}.", probe.network);
-    let _ = writeln!(
-        text,
-        "{} CPUs; 1-minute load average {:.2} before, {:.2} after (it counts this benchmark's \
-         own work, and that of anything else on the machine).\n",
-        probe.setup.cpus, probe.setup.load_average_before, probe.load_average_after
-    );
+    text.push_str(&probe.describe_setup());
     let blackbox_cpu = probe
         .rows
         .iter()
-        .find(|row| row.exporter == Exporter::Blackbox)
-        .and_then(|row| row.cpu_us_per_probe);
-    let columns = [
-        "exporter",
-        "probes/s",
-        "latency p50 / p99",
-        "CPU µs/probe",
-        "vs blackbox",
-        "CPU cores",
-        "accepted per probe",
-        "failed",
+        .find(|row| row.side == Side::Peer)
+        .and_then(|row| row.medians.cpu.us_per_unit);
+    let latency = |row: &ProbeRow| {
+        let medians = &row.medians;
+        let (p50, p99) = (medians.latency_p50_ms, medians.latency_p99_ms);
+        format!("{} / {} ms", number(p50, 2), number(p99, 2))
+    };
+    let vs_blackbox = |row: &ProbeRow| {
+        let cpu = row.medians.cpu.us_per_unit;
+        cpu.zip(blackbox_cpu)
+            .map_or("-".into(), |(a, b)| format!("{:.2}x", a / b))
+    };
+    let columns: [Column<'_, ProbeRow>; 7] = [
+        ("probes/s", &|row| number(row.medians.probes_per_s, 0)),
+        ("latency p50 / p99", &latency),
+        ("CPU µs/probe", &|row| {
+            number(row.medians.cpu.us_per_unit, 0)
+        }),
+        ("vs blackbox", &vs_blackbox),
+        ("CPU cores", &|row| number(row.medians.cpu.cores, 2)),
+        ("accepted per probe", &|row| {
+            number(row.medians.accepted_per_probe, 3)
+        }),
+        ("failed", &|row| {
+            row.medians.failed_max.map_or("-".into(), |f| f.to_string())
+        }),
     ];
-    let rows: Vec<Vec<String>> = probe
-        .rows
-        .iter()
-        .map(|row| {
-            vec![
-                exporter_name(row.exporter, row.version.as_deref()),
-                number(row.probes_per_s, 0),
-                format!(
-                    "{} / {} ms",
-                    number(row.latency_p50_ms, 2),
-                    number(row.latency_p99_ms, 2)
-                ),
-                number(row.cpu_us_per_probe, 0),
-                row.cpu_us_per_probe
-                    .zip(blackbox_cpu)
-                    .map_or("-".into(), |(a, b)| format!("{:.2}x", a / b)),
-                number(row.cpu_cores, 2),
-                number(row.accepted_per_probe, 3),
-                row.failed_max.map_or("-".into(), |f| f.to_string()),
-            ]
-        })
-        .collect();
-    text.push_str(&markdown(&columns, &rows));
-    text.push_str("\nEach run:\n\n");
-    let run_columns = [
-        "round",
-        "exporter",
-        "probes",
-        "probes/s",
-        "latency p50 / p99 / max",
-        "CPU µs/probe",
-        "CPU cores",
-        "accepted",
-        "failed",
+    text.push_str(&probe.rows_table("exporter", &columns));
+    let latencies = |run: &ProbeRun| {
+        let load = &run.measured;
+        let (p50, p99, max) = (
+            load.latency_p50_ms,
+            load.latency_p99_ms,
+            load.latency_max_ms,
+        );
+        format!("{p50:.2} / {p99:.2} / {max:.1} ms")
+    };
+    let run_columns: [Column<'_, ProbeRun>; 7] = [
+        ("probes", &|run| run.measured.requests.to_string()),
+        ("probes/s", &|run| {
+            format!("{:.0}", run.measured.requests_per_s)
+        }),
+        ("latency p50 / p99 / max", &latencies),
+        ("CPU µs/probe", &|run| {
+            format!("{:.0}", run.cpu.us_per_unit)
+        }),
+        ("CPU cores", &|run| format!("{:.2}", run.cpu.cores)),
+        ("accepted", &|run| run.accepted.to_string()),
+        ("failed", &|run| run.measured.failed.to_string()),
     ];
-    let run_rows: Vec<Vec<String>> = probe
-        .runs
-        .iter()
-        .map(|run| {
-            vec![
-                run.round.to_string(),
-                run.exporter.name().into(),
-                run.load.requests.to_string(),
-                format!("{:.0}", run.load.requests_per_s),
-                format!(
-                    "{:.2} / {:.2} / {:.1} ms",
-                    run.load.latency_p50_ms, run.load.latency_p99_ms, run.load.latency_max_ms
-                ),
-                format!("{:.0}", run.cpu_us_per_probe),
-                format!("{:.2}", run.cpu_cores),
-                run.accepted.to_string(),
-                run.load.failed.to_string(),
-            ]
-        })
-        .collect();
-    text.push_str(&markdown(&run_columns, &run_rows));
-    text.push('\n');
-    let mut notes = vec![
+    let method = vec![
         format!(
             "Each client keeps one connection open and sends the next GET when the last \
              answer is in; probes/s: answers over the time from the clients' start to the last \
@@ -515,69 +383,18 @@ pub fn render_probe(probe: &Probe) -> String {
          accepted every time, a half-open check never."
             .into(),
     ];
-    let ours: Vec<&ProbeRun> = probe
-        .runs
-        .iter()
-        .filter(|run| run.exporter == Exporter::TcpChecker)
-        .collect();
-    if let Some(first) = ours.first() {
-        let shares: Vec<ThreadShare> = first
-            .threads
-            .iter()
-            .map(|share| {
-                let mut share = share.clone();
-                let values = ours
-                    .iter()
-                    .filter_map(|run| run.threads.iter().find(|s| s.name == share.name))
-                    .map(|s| s.us_per_unit)
-                    .collect();
-                share.us_per_unit = median(values).unwrap_or(share.us_per_unit);
-                share
-            })
-            .collect();
-        notes.push(format!(
-            "tcp-checker serve's CPU by thread (medians per probe): {}.",
-            describe_shares(&shares, "probe")
-        ));
-    }
-    for run in &probe.runs {
-        if let Some(failure) = &run.load.first_failure {
-            notes.push(format!(
-                "round {}, {}: {} of {} requests failed; the first: {failure}",
-                run.round,
-                run.exporter.name(),
-                run.load.failed,
-                run.load.requests
-            ));
-        }
-    }
-    if let Some(reason) = &probe.blackbox_missing {
-        notes.push(format!("blackbox_exporter: not run ({reason})."));
-    }
-    notes.extend(goal_notes(&probe.goals));
-    if probe.ok {
-        notes.push(
-            "Verdict: every probe of tcp-checker serve found the port open, and the listener \
-             accepted none of them."
-                .into(),
-        );
-    } else {
-        notes.extend(
-            probe
-                .failures
-                .iter()
-                .map(|failure| format!("FAILED: {failure}.")),
-        );
-    }
-    for note in notes {
-        let _ = writeln!(text, "- {note}");
-    }
+    let notes = probe.notes(method, "probe", |run| {
+        let failure = run.measured.first_failure.as_ref()?;
+        Some(format!(
+            "round {}, {}: {} of {} requests failed; the first: {failure}",
+            run.round,
+            run.side.name(BLACKBOX_NAME),
+            run.measured.failed,
+            run.measured.requests
+        ))
+    });
+    text.push_str(&probe.runs_table("exporter", &run_columns, &notes));
     text
-}
-
-/// An exporter's name with its version.
-fn exporter_name(exporter: Exporter, version: Option<&str>) -> String {
-    service::with_version(exporter.name(), version)
 }
 
 #[cfg(test)]
@@ -585,37 +402,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exporters_are_named_with_their_versions() {
-        let name = exporter_name(Exporter::Blackbox, Some("0.23.0"));
-        assert_eq!(name, "blackbox_exporter 0.23.0");
-        let name = exporter_name(Exporter::TcpChecker, None);
-        assert_eq!(name, "tcp-checker serve");
-    }
-
-    #[test]
     fn the_cpu_goal_is_a_fifth_of_blackboxs() {
-        let row = |exporter, cpu| ProbeRow {
-            exporter,
+        let row = |side, cpu| ProbeRow {
+            side,
             version: None,
-            probes_per_s: Some(1.0),
-            latency_p50_ms: None,
-            latency_p99_ms: None,
-            cpu_us_per_probe: Some(cpu),
-            cpu_cores: None,
-            accepted_per_probe: Some(0.0),
             accepted_max: Some(0),
-            failed_max: Some(0),
+            medians: ProbeMedians {
+                probes_per_s: Some(1.0),
+                latency_p50_ms: None,
+                latency_p99_ms: None,
+                cpu: CpuMedians {
+                    us_per_unit: Some(cpu),
+                    cores: None,
+                },
+                accepted_per_probe: Some(0.0),
+                failed_max: Some(0),
+            },
         };
-        let goals = probe_goals(&[
-            row(Exporter::TcpChecker, 80.0),
-            row(Exporter::Blackbox, 400.0),
-        ]);
+        let goals = probe_goals(&[row(Side::TcpChecker, 80.0), row(Side::Peer, 400.0)]);
         assert_eq!(goals[0].met, Some(true), "{goals:?}");
-        let goals = probe_goals(&[
-            row(Exporter::TcpChecker, 81.0),
-            row(Exporter::Blackbox, 400.0),
-        ]);
+        let goals = probe_goals(&[row(Side::TcpChecker, 81.0), row(Side::Peer, 400.0)]);
         assert_eq!(goals[0].met, Some(false));
-        assert_eq!(probe_goals(&[row(Exporter::TcpChecker, 81.0)])[0].met, None);
+        assert_eq!(probe_goals(&[row(Side::TcpChecker, 81.0)])[0].met, None);
     }
 }

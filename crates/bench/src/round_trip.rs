@@ -89,13 +89,9 @@ mod tests {
 
     #[test]
     fn checks_across_the_line_take_the_round_trip_and_nothing_is_left_behind() {
-        let test = "round_trip::tests::checks_across_the_line_take_the_round_trip_and_nothing_is_left_behind";
         let needed = [procfs::CAP_NET_ADMIN, procfs::CAP_SYS_ADMIN];
         if !procfs::has_capabilities(&needed).unwrap() {
-            skip(
-                test,
-                "needs root to create network namespaces and TUN devices",
-            );
+            skip("needs root to create network namespaces and TUN devices");
             return;
         }
         let rtt = Duration::from_millis(40);

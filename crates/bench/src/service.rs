@@ -25,6 +25,9 @@ use serde::Serialize;
 
 use crate::args::Args;
 use crate::bench::Setup;
+use crate::comparison::{
+    Column, Comparison, CpuMedians, CpuUse, Goal, Medians, Peer, Row, Run, Side,
+};
 use crate::cpu_time::CpuTime;
 use crate::daemon::{self, Daemon, TempDir};
 use crate::exposition::{self, Histogram};
@@ -33,7 +36,6 @@ use crate::interrupt;
 use crate::listener::Listener;
 use crate::procfs::{self, TcpCounters, ThreadCpu};
 use crate::statistics::median;
-use crate::table::markdown;
 
 /// The interval of every target's checks, HAProxy's `inter` alike.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -62,6 +64,8 @@ const ON_SCHEDULE: f64 = 0.99;
 /// How the checks of the CPU window are counted in a namespace of the benchmark's own.
 const KERNEL_COUNT: &str = "the kernel's ActiveOpens (connects) of the benchmark's network \
                             namespace, where the checker alone connects";
+/// HAProxy's name in the tables.
+const HAPROXY_NAME: &str = "HAProxy";
 /// The names HAProxy is found by in `PATH`.
 const HAPROXY: [&str; 1] = ["haproxy"];
 
@@ -86,6 +90,11 @@ impl Stage<'_> {
     /// The listener's port.
     pub fn port(&self) -> u16 {
         self.listener.address().port()
+    }
+
+    /// The version of the `tcp-checker` binary, as it says it.
+    pub fn tcp_checker_version(&self) -> Option<String> {
+        daemon::version(&self.tcp_checker, &["--version"])
     }
 }
 
@@ -236,26 +245,6 @@ pub fn target_address(index: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, second, third, low)
 }
 
-/// Which checker a run measured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Checker {
-    /// `tcp-checker serve`.
-    TcpChecker,
-    /// HAProxy.
-    Haproxy,
-}
-
-impl Checker {
-    /// Its name in the tables.
-    pub fn name(self) -> &'static str {
-        match self {
-            Checker::TcpChecker => "tcp-checker serve",
-            Checker::Haproxy => "HAProxy",
-        }
-    }
-}
-
 /// The lateness of the checks started in a window, from the difference of two scrapes of the
 /// service's histogram: percentiles as the bucket bound they are at most.
 #[derive(Clone, Debug, Serialize)]
@@ -305,162 +294,234 @@ pub struct RenderTimes {
     pub times_ms: Vec<f64>,
 }
 
-/// One checker's run with the targets.
+/// Timed GETs of `/metrics` in both formats.
 #[derive(Clone, Debug, Serialize)]
-pub struct CheckerRun {
-    /// The checker.
-    pub checker: Checker,
-    /// The round, from 1.
-    pub round: usize,
-    /// Checks counted over the window.
-    pub checks: u64,
-    /// What counted them.
-    pub counted_by: String,
-    /// The window's length, seconds.
-    pub window_s: f64,
-    /// `checks / window_s`.
-    pub checks_per_s: f64,
-    /// Of the checks, those that found the port open (tcp-checker serve's own count).
-    pub open_checks: Option<u64>,
-    /// Sockets that connected, per second, by the kernel's `ActiveOpens` over the CPU window.
-    pub kernel_connects_per_s: f64,
-    /// How late the checks started (tcp-checker serve only).
-    pub lateness: Option<Lateness>,
-    /// The window of the CPU time, seconds (between the scrapes, for tcp-checker serve).
-    pub cpu_window_s: f64,
-    /// The checks made in it.
-    pub cpu_checks: u64,
-    /// What counted them.
-    pub cpu_counted_by: String,
-    /// User plus system CPU time of the process over that window, seconds.
-    pub cpu_s: f64,
-    /// `cpu_s` per check, microseconds.
-    pub cpu_us_per_check: f64,
-    /// `cpu_s` over the window: CPU cores busy.
-    pub cpu_cores: f64,
-    /// The CPU time of each thread name (tcp-checker serve only).
-    pub threads: Vec<ThreadShare>,
-    /// Resident memory at the end of the window (`VmRSS`; for tcp-checker serve, 10 s after
-    /// a scrape), KiB.
-    pub rss_kib: u64,
-    /// Resident memory right after a scrape of `/metrics` (tcp-checker serve only), KiB.
-    pub rss_after_scrape_kib: Option<u64>,
-    /// Resident memory of the same checker without targets, KiB.
-    pub baseline_rss_kib: u64,
-    /// `(rss - baseline) / targets`, bytes.
-    pub memory_per_target_bytes: f64,
-    /// `/metrics` in the Prometheus text format (tcp-checker serve only).
-    pub metrics_text: Option<RenderTimes>,
-    /// `/metrics` as Prometheus asks for it: OpenMetrics (tcp-checker serve only).
-    pub metrics_openmetrics: Option<RenderTimes>,
-    /// Connections the listener's application accepted from the checker's start to the end of
-    /// its measurements, while it ran.
-    pub accepted_running: u64,
-    /// Connections accepted from its start until 300 ms after it stopped.
-    pub accepted: u64,
+pub struct MetricsTimes {
+    /// The Prometheus text format.
+    pub text: RenderTimes,
+    /// As Prometheus asks for it: OpenMetrics.
+    pub openmetrics: RenderTimes,
 }
 
-impl CheckerRun {
-    /// The longest `/metrics` of either format, milliseconds.
-    fn render_max_ms(&self) -> Option<f64> {
-        let times = [&self.metrics_text, &self.metrics_openmetrics];
-        times
-            .iter()
-            .filter_map(|times| times.as_ref().map(|t| t.max_ms))
-            .reduce(f64::max)
+impl MetricsTimes {
+    /// The longest GET of either format, milliseconds.
+    fn max_ms(&self) -> f64 {
+        self.text.max_ms.max(self.openmetrics.max_ms)
     }
 }
 
-/// One checker's medians over the rounds.
-#[derive(Debug, Serialize)]
-pub struct CheckerRow {
-    /// The checker.
-    pub checker: Checker,
-    /// Its version, as it says it.
-    pub version: Option<String>,
-    /// Median checks per second.
-    pub checks_per_s: Option<f64>,
-    /// Median bound of the lateness's median, seconds.
-    pub lateness_p50_at_most_s: Option<f64>,
-    /// Median bound of its 99th percentile, seconds.
-    pub lateness_p99_at_most_s: Option<f64>,
-    /// Median share of checks more than 50 ms late.
-    pub lateness_over_50ms: Option<f64>,
-    /// Median of the runs' median `/metrics` times in the text format, milliseconds.
-    pub metrics_text_p50_ms: Option<f64>,
-    /// The longest of every run, milliseconds.
-    pub metrics_text_max_ms: Option<f64>,
-    /// Median of the runs' median OpenMetrics times, milliseconds.
-    pub metrics_openmetrics_p50_ms: Option<f64>,
-    /// The longest of every run, milliseconds.
-    pub metrics_openmetrics_max_ms: Option<f64>,
-    /// Median body size in the text format, bytes.
-    pub metrics_text_bytes: Option<f64>,
-    /// Median resident memory, KiB.
-    pub rss_kib: Option<f64>,
-    /// Median resident memory right after a scrape, KiB.
-    pub rss_after_scrape_kib: Option<f64>,
-    /// Median memory per target, bytes.
-    pub memory_per_target_bytes: Option<f64>,
-    /// Median CPU per check, microseconds.
-    pub cpu_us_per_check: Option<f64>,
-    /// Median CPU cores busy.
-    pub cpu_cores: Option<f64>,
-    /// The most connections accepted in one run while the checker ran.
-    pub accepted_running_max: Option<u64>,
-    /// The most connections accepted in one run, its stop included.
-    pub accepted_max: Option<u64>,
+/// A window of a run, and the checks counted in it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Window {
+    /// Its length, seconds.
+    pub length_s: f64,
+    /// The checks made in it.
+    pub checks: u64,
+    /// What counted them.
+    pub counted_by: String,
 }
 
-impl CheckerRow {
-    fn of(checker: Checker, version: Option<String>, runs: &[&CheckerRun]) -> CheckerRow {
-        let of = |value: &dyn Fn(&CheckerRun) -> Option<f64>| {
-            median(runs.iter().filter_map(|run| value(run)).collect())
-        };
-        let most = |value: &dyn Fn(&CheckerRun) -> Option<f64>| {
-            runs.iter().filter_map(|run| value(run)).reduce(f64::max)
-        };
-        CheckerRow {
-            checker,
-            version,
-            checks_per_s: of(&|run| Some(run.checks_per_s)),
-            lateness_p50_at_most_s: of(&|run| run.lateness.as_ref()?.p50_at_most_s),
-            lateness_p99_at_most_s: of(&|run| run.lateness.as_ref()?.p99_at_most_s),
-            lateness_over_50ms: of(&|run| run.lateness.as_ref()?.over_50ms),
-            metrics_text_p50_ms: of(&|run| Some(run.metrics_text.as_ref()?.p50_ms)),
-            metrics_text_max_ms: most(&|run| Some(run.metrics_text.as_ref()?.max_ms)),
-            metrics_openmetrics_p50_ms: of(&|run| Some(run.metrics_openmetrics.as_ref()?.p50_ms)),
-            metrics_openmetrics_max_ms: most(&|run| Some(run.metrics_openmetrics.as_ref()?.max_ms)),
-            metrics_text_bytes: of(&|run| Some(run.metrics_text.as_ref()?.body_bytes as f64)),
-            rss_kib: of(&|run| Some(run.rss_kib as f64)),
-            rss_after_scrape_kib: of(&|run| Some(run.rss_after_scrape_kib? as f64)),
-            memory_per_target_bytes: of(&|run| Some(run.memory_per_target_bytes)),
-            cpu_us_per_check: of(&|run| Some(run.cpu_us_per_check)),
-            cpu_cores: of(&|run| Some(run.cpu_cores)),
-            accepted_running_max: runs.iter().map(|run| run.accepted_running).max(),
-            accepted_max: runs.iter().map(|run| run.accepted).max(),
+/// A checker's resident memory (`VmRSS`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Memory {
+    /// At the end of the window (for tcp-checker serve, 10 s after a scrape), KiB.
+    pub rss_kib: u64,
+    /// Right after a scrape of `/metrics` (tcp-checker serve only), KiB.
+    pub after_scrape_kib: Option<u64>,
+    /// Of the same checker without targets, KiB.
+    pub baseline_kib: u64,
+    /// `(rss - baseline) / targets`, bytes.
+    pub per_target_bytes: f64,
+}
+
+impl Memory {
+    /// The memory of a checker of `targets` targets: `rss_kib` at the end of the window,
+    /// `after_scrape_kib` after the next scrape, `baseline_kib` without targets.
+    fn new(
+        rss_kib: u64,
+        after_scrape_kib: Option<u64>,
+        baseline_kib: u64,
+        targets: usize,
+    ) -> Memory {
+        Memory {
+            rss_kib,
+            after_scrape_kib,
+            baseline_kib,
+            per_target_bytes: (rss_kib as f64 - baseline_kib as f64) * 1024.0
+                / targets.max(1) as f64,
         }
     }
 }
 
-/// A target of the issue, and whether the runs met it.
-#[derive(Debug, Serialize)]
-pub struct Goal {
-    /// The target, in words.
-    pub goal: String,
-    /// Met (on the medians), missed, or not judged (`null`: what it compares with did not run).
-    pub met: Option<bool>,
-    /// The figures it was judged on.
-    pub figures: String,
+/// A checker's checks over the window they are counted in.
+#[derive(Clone, Debug, Serialize)]
+pub struct Checks {
+    /// The window, and the checks counted in it.
+    pub window: Window,
+    /// `window.checks / window.length_s`.
+    pub per_s: f64,
+    /// Of the checks, those that found the port open (tcp-checker serve's own count).
+    pub open: Option<u64>,
+    /// How late they started (tcp-checker serve only).
+    pub lateness: Option<Lateness>,
 }
 
-/// The `serve` scenario's results (and `--json` output).
+/// What a checker's run measured besides [`Run`]'s own: its checks, its memory and
+/// `/metrics`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckerMeasures {
+    /// Its checks.
+    pub checks: Checks,
+    /// Sockets that connected, per second, by the kernel's `ActiveOpens` over the CPU window.
+    pub kernel_connects_per_s: f64,
+    /// The window of the CPU time (between the scrapes, for tcp-checker serve), and the checks
+    /// made in it: the run's CPU time is per those.
+    pub cpu_window: Window,
+    /// The resident memory of the process.
+    pub memory: Memory,
+    /// `/metrics` in the Prometheus text format and as Prometheus asks for it (tcp-checker
+    /// serve only).
+    pub metrics: Option<MetricsTimes>,
+    /// Connections the listener's application accepted from the checker's start to the end of
+    /// its measurements, while it ran.
+    pub accepted_running: u64,
+}
+
+/// One checker's run with the targets; its `accepted` counts the connections accepted from its
+/// start until 300 ms after it stopped.
+pub type CheckerRun = Run<CheckerMeasures>;
+
+/// What went wrong in a run of tcp-checker serve besides connections accepted: checks that did
+/// not find the port open.
+fn serve_failure(run: &CheckerRun) -> Option<String> {
+    let checks = &run.measured.checks;
+    let open = checks.open.filter(|&open| open < checks.window.checks)?;
+    Some(format!(
+        "round {}: {open} of tcp-checker serve's {} checks found the port open",
+        run.round, checks.window.checks
+    ))
+}
+
+/// The medians of timed GETs of `/metrics` in one format over the runs.
 #[derive(Debug, Serialize)]
-pub struct Serve {
-    /// Where and how it ran.
-    pub setup: Setup,
-    /// The network it ran in.
-    pub network: String,
+pub struct RenderMedians {
+    /// Median of the runs' median times, milliseconds.
+    pub p50_ms: f64,
+    /// The longest of every run, milliseconds.
+    pub max_ms: f64,
+    /// Median body size, bytes.
+    pub body_bytes: f64,
+}
+
+impl RenderMedians {
+    /// The medians of `times`; `None` if there are none.
+    fn of(times: &[&RenderTimes]) -> Option<RenderMedians> {
+        Some(RenderMedians {
+            p50_ms: median(times.iter().map(|t| t.p50_ms).collect())?,
+            max_ms: times.iter().map(|t| t.max_ms).reduce(f64::max)?,
+            body_bytes: median(times.iter().map(|t| t.body_bytes as f64).collect())?,
+        })
+    }
+}
+
+/// The medians of the `/metrics` GETs of both formats over the runs.
+#[derive(Debug, Serialize)]
+pub struct MetricsMedians {
+    /// The Prometheus text format.
+    pub text: RenderMedians,
+    /// OpenMetrics.
+    pub openmetrics: RenderMedians,
+}
+
+impl MetricsMedians {
+    /// The medians of the runs that timed `/metrics`; `None` if none did.
+    fn of(runs: &[&CheckerRun]) -> Option<MetricsMedians> {
+        let times: Vec<&MetricsTimes> = runs
+            .iter()
+            .filter_map(|run| run.measured.metrics.as_ref())
+            .collect();
+        let of = |format: fn(&MetricsTimes) -> &RenderTimes| {
+            RenderMedians::of(&times.iter().map(|t| format(t)).collect::<Vec<_>>())
+        };
+        Some(MetricsMedians {
+            text: of(|t| &t.text)?,
+            openmetrics: of(|t| &t.openmetrics)?,
+        })
+    }
+}
+
+/// The medians of the runs' lateness bounds.
+#[derive(Debug, Serialize)]
+pub struct LatenessMedians {
+    /// Median bound of the lateness's median, seconds.
+    pub p50_at_most_s: Option<f64>,
+    /// Median bound of its 99th percentile, seconds.
+    pub p99_at_most_s: Option<f64>,
+    /// Median share of checks more than 50 ms late.
+    pub over_50ms: Option<f64>,
+}
+
+/// The medians of the runs' resident memory.
+#[derive(Debug, Serialize)]
+pub struct MemoryMedians {
+    /// Median resident memory, KiB.
+    pub rss_kib: Option<f64>,
+    /// Median resident memory right after a scrape, KiB.
+    pub after_scrape_kib: Option<f64>,
+    /// Median memory per target, bytes.
+    pub per_target_bytes: Option<f64>,
+}
+
+/// One checker's medians over the rounds.
+#[derive(Debug, Serialize)]
+pub struct CheckerMedians {
+    /// Median checks per second.
+    pub checks_per_s: Option<f64>,
+    /// How late the checks started (tcp-checker serve only).
+    pub lateness: LatenessMedians,
+    /// How long `/metrics` took (tcp-checker serve only).
+    pub metrics: Option<MetricsMedians>,
+    /// The resident memory.
+    pub memory: MemoryMedians,
+    /// The CPU use, per check.
+    pub cpu: CpuMedians,
+    /// The most connections accepted in one run while the checker ran (the row's
+    /// `accepted_max` counts its stop too).
+    pub accepted_running_max: Option<u64>,
+}
+
+impl Medians for CheckerMedians {
+    type Measured = CheckerMeasures;
+
+    fn of(runs: &[&CheckerRun]) -> CheckerMedians {
+        let of = |value: &dyn Fn(&CheckerMeasures) -> Option<f64>| {
+            median(runs.iter().filter_map(|run| value(&run.measured)).collect())
+        };
+        CheckerMedians {
+            checks_per_s: of(&|run| Some(run.checks.per_s)),
+            lateness: LatenessMedians {
+                p50_at_most_s: of(&|run| run.checks.lateness.as_ref()?.p50_at_most_s),
+                p99_at_most_s: of(&|run| run.checks.lateness.as_ref()?.p99_at_most_s),
+                over_50ms: of(&|run| run.checks.lateness.as_ref()?.over_50ms),
+            },
+            metrics: MetricsMedians::of(runs),
+            memory: MemoryMedians {
+                rss_kib: of(&|run| Some(run.memory.rss_kib as f64)),
+                after_scrape_kib: of(&|run| Some(run.memory.after_scrape_kib? as f64)),
+                per_target_bytes: of(&|run| Some(run.memory.per_target_bytes)),
+            },
+            cpu: CpuMedians::of(runs),
+            accepted_running_max: runs.iter().map(|run| run.measured.accepted_running).max(),
+        }
+    }
+}
+
+/// One checker's row.
+pub type CheckerRow = Row<CheckerMedians>;
+
+/// The targets of the `serve` scenario, and how long each checker runs with them.
+#[derive(Debug, Serialize)]
+pub struct ServeTargets {
     /// Targets.
     pub targets: usize,
     /// The first and the last target's address, and their port.
@@ -471,23 +532,11 @@ pub struct Serve {
     pub warm_up_s: f64,
     /// The window, seconds.
     pub window_s: f64,
-    /// Rounds.
-    pub rounds: usize,
-    /// Why HAProxy did not run, if it did not.
-    pub haproxy_missing: Option<String>,
-    /// Every run, in order.
-    pub runs: Vec<CheckerRun>,
-    /// Each checker's medians.
-    pub rows: Vec<CheckerRow>,
-    /// The targets of the issue.
-    pub goals: Vec<Goal>,
-    /// The 1-minute load average at the end.
-    pub load_average_after: f64,
-    /// What went wrong: a check of tcp-checker serve accepted, or not open.
-    pub failures: Vec<String>,
-    /// True if nothing did.
-    pub ok: bool,
 }
+
+/// The `serve` scenario's results (and `--json` output); its failures: a check of tcp-checker
+/// serve accepted, or not open.
+pub type Serve = Comparison<ServeTargets, CheckerMeasures, CheckerMedians>;
 
 /// `tcp-checker serve` with the targets, then HAProxy with the same (if installed), in each of
 /// the rounds.
@@ -497,78 +546,40 @@ pub fn serve(args: &Args, stage: &Stage<'_>) -> anyhow::Result<Serve> {
     let addresses: Vec<SocketAddrV4> = (0..count)
         .map(|index| SocketAddrV4::new(target_address(index), port))
         .collect();
-    let haproxy = daemon::find_in_path(&HAPROXY);
-    let haproxy_missing = haproxy.is_none().then(|| {
+    let haproxy = Peer::find(
+        "serve",
+        HAPROXY_NAME,
+        &HAPROXY,
+        &["-v"],
         "haproxy is not installed (not found in PATH): `apt-get install --no-install-recommends \
-         haproxy` adds it"
-            .to_string()
-    });
-    if let Some(reason) = &haproxy_missing {
-        eprintln!("serve: {reason}; measuring tcp-checker serve alone");
-    }
+         haproxy` adds it",
+    );
     let folder = TempDir::new()?;
     let targets_text: String = addresses.iter().map(|a| format!("{a}\n")).collect();
     let mut runs = Vec::new();
     for round in 1..=args.runs() {
         // Odd rounds start with tcp-checker serve, even ones with HAProxy, so that neither
         // always runs second, after the other has warmed the machine up.
-        let mut order = vec![Checker::TcpChecker];
-        if haproxy.is_some() {
-            order.insert(usize::from(round % 2 == 1), Checker::Haproxy);
+        let mut order = vec![Side::TcpChecker];
+        if haproxy.program.is_some() {
+            order.insert(usize::from(round % 2 == 1), Side::Peer);
         }
         for checker in order {
             eprintln!(
                 "serve: round {round}: {}, {count} targets every {INTERVAL:?}: warm-up \
                  {WARM_UP:?}, window {:?}",
-                checker.name(),
+                checker.name(HAPROXY_NAME),
                 args.window()
             );
-            runs.push(match (checker, &haproxy) {
-                (Checker::Haproxy, Some(haproxy)) => {
+            runs.push(match (checker, &haproxy.program) {
+                (Side::Peer, Some(haproxy)) => {
                     measure_haproxy(args, stage, haproxy, &folder, &addresses, round)?
                 }
                 _ => measure_tcp_checker(args, stage, &targets_text, round)?,
             });
         }
     }
-    let versions = [
-        (
-            Checker::TcpChecker,
-            daemon::version(&stage.tcp_checker, &["--version"]),
-        ),
-        (
-            Checker::Haproxy,
-            haproxy
-                .as_deref()
-                .and_then(|path| daemon::version(path, &["-v"])),
-        ),
-    ];
-    let rows: Vec<CheckerRow> = versions
-        .into_iter()
-        .filter_map(|(checker, version)| {
-            let of: Vec<&CheckerRun> = runs.iter().filter(|r| r.checker == checker).collect();
-            (!of.is_empty()).then(|| CheckerRow::of(checker, version, &of))
-        })
-        .collect();
-    let mut failures = Vec::new();
-    for run in runs.iter().filter(|run| run.checker == Checker::TcpChecker) {
-        let round = run.round;
-        if run.accepted > 0 {
-            failures.push(format!(
-                "round {round}: the listener accepted {} connections from tcp-checker serve",
-                run.accepted
-            ));
-        }
-        if let Some(open) = run.open_checks.filter(|&open| open < run.checks) {
-            failures.push(format!(
-                "round {round}: {open} of tcp-checker serve's {} checks found the port open",
-                run.checks
-            ));
-        }
-    }
-    Ok(Serve {
-        setup: stage.setup.clone(),
-        network: stage.network.clone(),
+    let targets = ServeTargets {
         targets: count,
         target_range: (
             addresses
@@ -583,15 +594,9 @@ pub fn serve(args: &Args, stage: &Stage<'_>) -> anyhow::Result<Serve> {
         interval_s: INTERVAL.as_secs_f64(),
         warm_up_s: WARM_UP.as_secs_f64(),
         window_s: args.window().as_secs_f64(),
-        rounds: args.runs(),
-        haproxy_missing,
-        goals: serve_goals(count, &rows),
-        runs,
-        rows,
-        load_average_after: procfs::load_average()?,
-        ok: failures.is_empty(),
-        failures,
-    })
+    };
+    let goals = |rows: &[CheckerRow]| serve_goals(count, rows);
+    Comparison::new(args, stage, targets, haproxy, runs, goals, serve_failure)
 }
 
 /// A scrape of `/metrics`: when, and what it says of the checks.
@@ -717,7 +722,7 @@ fn measure_tcp_checker(
     // Between two scrapes, as Prometheus leaves it; then right after one.
     let rss_kib = procfs::rss_kib(pid)?;
     let last = Scrape::fetch(&mut connection)?;
-    let rss_after_scrape_kib = Some(procfs::rss_kib(pid)?);
+    let rss_after_scrape_kib = procfs::rss_kib(pid)?;
     let metrics_text = time_metrics(&mut connection, None)?;
     let metrics_openmetrics = time_metrics(&mut connection, Some(PROMETHEUS_ACCEPT))?;
     daemon.ensure_running()?;
@@ -739,37 +744,42 @@ fn measure_tcp_checker(
     } else {
         (checks_per_s * cpu_window, "its checks/s over the window")
     };
+    let threads = thread_shares(&start.threads, &end.threads, cpu, checks_in_cpu_window);
     Ok(CheckerRun {
-        checker: Checker::TcpChecker,
+        side: Side::TcpChecker,
         round,
-        checks: checks as u64,
-        counted_by: format!("its own {CHECKS}, summed over the targets"),
-        window_s: window,
-        checks_per_s,
-        open_checks: Some((last.open - first.open).max(0.0) as u64),
-        kernel_connects_per_s: connects as f64 / cpu_window,
-        lateness: Some(Lateness::of(&last.lateness.since(&first.lateness))),
-        cpu_window_s: cpu_window,
-        cpu_checks: checks_in_cpu_window as u64,
-        cpu_counted_by: cpu_counted_by.into(),
-        cpu_s: cpu.total().as_secs_f64(),
-        cpu_us_per_check: cpu.total().as_secs_f64() * 1e6 / checks_in_cpu_window.max(1.0),
-        cpu_cores: cpu.total().as_secs_f64() / cpu_window,
-        threads: thread_shares(&start.threads, &end.threads, cpu, checks_in_cpu_window),
-        rss_kib,
-        rss_after_scrape_kib,
-        baseline_rss_kib,
-        memory_per_target_bytes: memory_per_target(rss_kib, baseline_rss_kib, args.targets),
-        metrics_text: Some(metrics_text),
-        metrics_openmetrics: Some(metrics_openmetrics),
-        accepted_running,
+        cpu: CpuUse::new(cpu, cpu_window, checks_in_cpu_window, threads),
         accepted: stage.listener.accepted() - accepted_before,
+        measured: CheckerMeasures {
+            checks: Checks {
+                window: Window {
+                    length_s: window,
+                    checks: checks as u64,
+                    counted_by: format!("its own {CHECKS}, summed over the targets"),
+                },
+                per_s: checks_per_s,
+                open: Some((last.open - first.open).max(0.0) as u64),
+                lateness: Some(Lateness::of(&last.lateness.since(&first.lateness))),
+            },
+            kernel_connects_per_s: connects as f64 / cpu_window,
+            cpu_window: Window {
+                length_s: cpu_window,
+                checks: checks_in_cpu_window as u64,
+                counted_by: cpu_counted_by.into(),
+            },
+            memory: Memory::new(
+                rss_kib,
+                Some(rss_after_scrape_kib),
+                baseline_rss_kib,
+                args.targets,
+            ),
+            metrics: Some(MetricsTimes {
+                text: metrics_text,
+                openmetrics: metrics_openmetrics,
+            }),
+            accepted_running,
+        },
     })
-}
-
-/// `(rss - baseline) / targets`, bytes.
-fn memory_per_target(rss_kib: u64, baseline_kib: u64, targets: usize) -> f64 {
-    (rss_kib as f64 - baseline_kib as f64) * 1024.0 / targets.max(1) as f64
 }
 
 /// HAProxy's configuration: `servers` in one backend, each checked every [`INTERVAL`], and
@@ -862,48 +872,50 @@ fn measure_haproxy(
         "the kernel's ActiveOpens of this machine's network namespace, shared with every other \
          program here: at most HAProxy's"
     };
-    Ok(CheckerRun {
-        checker: Checker::Haproxy,
-        round,
+    let counted = Window {
+        length_s: window,
         checks,
         counted_by: counted_by.into(),
-        window_s: window,
-        checks_per_s: checks as f64 / window,
-        open_checks: None,
-        kernel_connects_per_s: checks as f64 / window,
-        lateness: None,
-        cpu_window_s: window,
-        cpu_checks: checks,
-        cpu_counted_by: counted_by.into(),
-        cpu_s: cpu.total().as_secs_f64(),
-        cpu_us_per_check: cpu.total().as_secs_f64() * 1e6 / checks.max(1) as f64,
-        cpu_cores: cpu.total().as_secs_f64() / window,
-        threads: Vec::new(),
-        rss_kib,
-        rss_after_scrape_kib: None,
-        baseline_rss_kib,
-        memory_per_target_bytes: memory_per_target(rss_kib, baseline_rss_kib, servers.len()),
-        metrics_text: None,
-        metrics_openmetrics: None,
-        accepted_running,
+    };
+    Ok(CheckerRun {
+        side: Side::Peer,
+        round,
+        cpu: CpuUse::new(cpu, window, checks as f64, Vec::new()),
         accepted: stage.listener.accepted() - accepted_before,
+        measured: CheckerMeasures {
+            checks: Checks {
+                window: counted.clone(),
+                per_s: checks as f64 / window,
+                open: None,
+                lateness: None,
+            },
+            kernel_connects_per_s: checks as f64 / window,
+            cpu_window: counted,
+            memory: Memory::new(rss_kib, None, baseline_rss_kib, servers.len()),
+            metrics: None,
+            accepted_running,
+        },
     })
 }
 
 /// The issue's targets for the serve scenario, judged on the medians.
 fn serve_goals(targets: usize, rows: &[CheckerRow]) -> Vec<Goal> {
-    let ours = rows.iter().find(|row| row.checker == Checker::TcpChecker);
-    let haproxy = rows.iter().find(|row| row.checker == Checker::Haproxy);
-    let Some(ours) = ours else {
+    let find = |side| rows.iter().find(|row| row.side == side);
+    let (Some(row), haproxy) = (find(Side::TcpChecker), find(Side::Peer)) else {
         return Vec::new();
     };
+    let ours = &row.medians;
     let due = targets as f64 / INTERVAL.as_secs_f64();
     let rate = ours.checks_per_s.unwrap_or(0.0);
-    let p99 = ours.lateness_p99_at_most_s;
-    let render = [ours.metrics_text_p50_ms, ours.metrics_openmetrics_p50_ms]
-        .into_iter()
-        .flatten()
-        .reduce(f64::max);
+    let p99 = ours.lateness.p99_at_most_s;
+    let (text, openmetrics) = match &ours.metrics {
+        Some(metrics) => (Some(&metrics.text), Some(&metrics.openmetrics)),
+        None => (None, None),
+    };
+    let render = ours
+        .metrics
+        .as_ref()
+        .map(|metrics| metrics.text.p50_ms.max(metrics.openmetrics.p50_ms));
     let mut goals = vec![
         Goal {
             goal: format!(
@@ -915,7 +927,7 @@ fn serve_goals(targets: usize, rows: &[CheckerRow]) -> Vec<Goal> {
                  than 50 ms late",
                 100.0 * rate / due,
                 bound(p99),
-                share(ours.lateness_over_50ms)
+                share(ours.lateness.over_50ms)
             ),
         },
         Goal {
@@ -926,185 +938,145 @@ fn serve_goals(targets: usize, rows: &[CheckerRow]) -> Vec<Goal> {
             met: render.map(|ms| ms < RENDER_GOAL_MS),
             figures: format!(
                 "text p50 {} (max {}), OpenMetrics p50 {} (max {}), {} in the text format",
-                millis(ours.metrics_text_p50_ms),
-                millis(ours.metrics_text_max_ms),
-                millis(ours.metrics_openmetrics_p50_ms),
-                millis(ours.metrics_openmetrics_max_ms),
-                size(ours.metrics_text_bytes)
+                millis(text.map(|t| t.p50_ms)),
+                millis(text.map(|t| t.max_ms)),
+                millis(openmetrics.map(|t| t.p50_ms)),
+                millis(openmetrics.map(|t| t.max_ms)),
+                size(text.map(|t| t.body_bytes))
             ),
         },
     ];
-    let cpu = |row: Option<&CheckerRow>| row.and_then(|row| row.cpu_us_per_check);
+    let cpu = |row: Option<&CheckerRow>| row.and_then(|row| row.medians.cpu.us_per_unit);
     goals.push(Goal {
         goal: "CPU per check at most HAProxy's".into(),
-        met: cpu(Some(ours)).zip(cpu(haproxy)).map(|(a, b)| a <= b),
-        figures: match (cpu(Some(ours)), cpu(haproxy)) {
+        met: cpu(Some(row)).zip(cpu(haproxy)).map(|(a, b)| a <= b),
+        figures: match (cpu(Some(row)), cpu(haproxy)) {
             (Some(a), Some(b)) => format!("{a:.1} µs against HAProxy's {b:.1} µs ({:.2}x)", a / b),
             (Some(a), None) => format!("{a:.1} µs; HAProxy did not run"),
             _ => "not measured".into(),
         },
     });
-    goals.push(Goal {
-        goal: "the listener's application accepts nothing from tcp-checker serve".into(),
-        met: ours.accepted_max.map(|accepted| accepted == 0),
-        figures: format!(
-            "at most {} accepted in a run{}",
-            ours.accepted_max.unwrap_or(0),
+    goals.push(
+        row.accepts_nothing(
+            "tcp-checker serve",
             haproxy
                 .and_then(|row| row.accepted_max)
-                .map(|a| format!(" (HAProxy: at most {a})"))
-                .unwrap_or_default()
+                .map(|a| format!("HAProxy: at most {a}")),
         ),
-    });
+    );
     goals
 }
 
 /// The `serve` scenario as text.
 pub fn render_serve(serve: &Serve) -> String {
-    let mut text = String::new();
-    let checkers: Vec<String> = serve
-        .rows
-        .iter()
-        .map(|row| row_name(row.checker, row.version.as_deref()))
-        .collect();
-    let _ = writeln!(
-        text,
-        "serve scenario: {} targets ({} to {}) checked every {} s by {}{} {} round(s){}: each \
-         warmed up {} s, then measured over {} s; medians of the rounds shown.",
-        serve.targets,
-        serve.target_range.0,
-        serve.target_range.1,
-        serve.interval_s,
-        checkers.join(" and "),
-        if checkers.len() > 1 {
-            ", one after the other in each of"
-        } else {
-            ", in"
-        },
-        serve.rounds,
-        if checkers.len() > 1 {
+    let targets = &serve.scenario;
+    let mut text = format!(
+        "serve scenario: {} targets ({} to {}) checked every {} s by {}{}: each warmed up {} s, \
+         then measured over {} s; medians of the rounds shown.\n",
+        targets.targets,
+        targets.target_range.0,
+        targets.target_range.1,
+        targets.interval_s,
+        serve.sides_in_rounds(),
+        if serve.rows.len() > 1 {
             " (which goes first alternates)"
         } else {
             ""
         },
-        serve.warm_up_s,
-        serve.window_s
+        targets.warm_up_s,
+        targets.window_s
     );
-    let _ = writeln!(text, "Network: {}.", serve.network);
-    let _ = writeln!(
-        text,
-        "{} CPUs; 1-minute load average {:.2} before, {:.2} after (it counts this benchmark's \
-         own work, and that of anything else on the machine); open files limit {}.\n",
-        serve.setup.cpus,
-        serve.setup.load_average_before,
-        serve.load_average_after,
-        serve.setup.open_files_limit
-    );
-    let columns = [
-        "checker",
-        "checks/s",
-        "lateness p50 / p99",
-        "> 50 ms late",
-        "/metrics text p50 / max",
-        "/metrics OpenMetrics p50 / max",
-        "body (text)",
-        "RSS / after a scrape",
-        "memory per target",
-        "CPU µs/check",
-        "CPU cores",
-        "accepted: running / with its stop",
-    ];
-    let rows: Vec<Vec<String>> = serve
-        .rows
-        .iter()
-        .map(|row| {
-            vec![
-                row_name(row.checker, row.version.as_deref()),
-                number(row.checks_per_s, 0),
-                if row.checker == Checker::TcpChecker {
-                    format!(
-                        "{} / {}",
-                        bound(row.lateness_p50_at_most_s),
-                        bound(row.lateness_p99_at_most_s)
-                    )
-                } else {
-                    "-".into()
-                },
-                if row.checker == Checker::TcpChecker {
-                    share(row.lateness_over_50ms)
-                } else {
-                    "-".into()
-                },
-                pair(row.metrics_text_p50_ms, row.metrics_text_max_ms),
-                pair(
-                    row.metrics_openmetrics_p50_ms,
-                    row.metrics_openmetrics_max_ms,
-                ),
-                size(row.metrics_text_bytes),
-                match row.rss_after_scrape_kib {
-                    Some(after) => format!(
-                        "{} / {}",
-                        size(row.rss_kib.map(|kib| kib * 1024.0)),
-                        size(Some(after * 1024.0))
-                    ),
-                    None => size(row.rss_kib.map(|kib| kib * 1024.0)),
-                },
-                size(row.memory_per_target_bytes),
-                number(row.cpu_us_per_check, 1),
-                number(row.cpu_cores, 2),
-                format!(
-                    "{} / {}",
-                    number(row.accepted_running_max.map(|a| a as f64), 0),
-                    number(row.accepted_max.map(|a| a as f64), 0)
-                ),
-            ]
-        })
-        .collect();
-    text.push_str(&markdown(&columns, &rows));
-    text.push_str("\nEach run:\n\n");
-    let run_columns = [
-        "round",
-        "checker",
-        "checks/s",
-        "lateness p99",
-        "/metrics max",
-        "RSS",
-        "memory per target",
-        "CPU µs/check",
-        "CPU cores",
-        "accepted",
-    ];
-    let run_rows: Vec<Vec<String>> = serve
-        .runs
-        .iter()
-        .map(|run| {
-            vec![
-                run.round.to_string(),
-                run.checker.name().into(),
-                format!("{:.0}", run.checks_per_s),
-                run.lateness
+    text.push_str(&serve.describe_setup());
+    // Lateness is tcp-checker serve's own figure; HAProxy has none.
+    let lateness = |row: &CheckerRow, figure: fn(&LatenessMedians) -> String| match row.side {
+        Side::TcpChecker => figure(&row.medians.lateness),
+        Side::Peer => "-".into(),
+    };
+    let rss = |row: &CheckerRow| {
+        let memory = &row.medians.memory;
+        let rss = size(memory.rss_kib.map(|kib| kib * 1024.0));
+        match memory.after_scrape_kib {
+            Some(after) => format!("{rss} / {}", size(Some(after * 1024.0))),
+            None => rss,
+        }
+    };
+    let accepted = |row: &CheckerRow| {
+        let running = row.medians.accepted_running_max.map(|a| a as f64);
+        let with_stop = row.accepted_max.map(|a| a as f64);
+        format!("{} / {}", number(running, 0), number(with_stop, 0))
+    };
+    let columns: [Column<'_, CheckerRow>; 11] = [
+        ("checks/s", &|row| number(row.medians.checks_per_s, 0)),
+        ("lateness p50 / p99", &|row| {
+            lateness(row, |l| {
+                format!("{} / {}", bound(l.p50_at_most_s), bound(l.p99_at_most_s))
+            })
+        }),
+        ("> 50 ms late", &|row| lateness(row, |l| share(l.over_50ms))),
+        ("/metrics text p50 / max", &|row| {
+            pair(row.medians.metrics.as_ref().map(|metrics| &metrics.text))
+        }),
+        ("/metrics OpenMetrics p50 / max", &|row| {
+            pair(
+                row.medians
+                    .metrics
                     .as_ref()
-                    .map_or("-".into(), |l| bound(l.p99_at_most_s)),
-                millis(run.render_max_ms()),
-                size(Some(run.rss_kib as f64 * 1024.0)),
-                size(Some(run.memory_per_target_bytes)),
-                format!("{:.1}", run.cpu_us_per_check),
-                format!("{:.2}", run.cpu_cores),
-                format!("{} / {}", run.accepted_running, run.accepted),
-            ]
-        })
-        .collect();
-    text.push_str(&markdown(&run_columns, &run_rows));
-    text.push('\n');
-    for note in serve_notes(serve) {
-        let _ = writeln!(text, "- {note}");
-    }
+                    .map(|metrics| &metrics.openmetrics),
+            )
+        }),
+        ("body (text)", &|row| {
+            size(
+                row.medians
+                    .metrics
+                    .as_ref()
+                    .map(|metrics| metrics.text.body_bytes),
+            )
+        }),
+        ("RSS / after a scrape", &rss),
+        ("memory per target", &|row| {
+            size(row.medians.memory.per_target_bytes)
+        }),
+        ("CPU µs/check", &|row| {
+            number(row.medians.cpu.us_per_unit, 1)
+        }),
+        ("CPU cores", &|row| number(row.medians.cpu.cores, 2)),
+        ("accepted: running / with its stop", &accepted),
+    ];
+    text.push_str(&serve.rows_table("checker", &columns));
+    let run_lateness = |run: &CheckerRun| {
+        let lateness = run.measured.checks.lateness.as_ref();
+        lateness.map_or("-".into(), |l| bound(l.p99_at_most_s))
+    };
+    let run_columns: [Column<'_, CheckerRun>; 8] = [
+        ("checks/s", &|run| {
+            format!("{:.0}", run.measured.checks.per_s)
+        }),
+        ("lateness p99", &run_lateness),
+        ("/metrics max", &|run| {
+            millis(run.measured.metrics.as_ref().map(MetricsTimes::max_ms))
+        }),
+        ("RSS", &|run| {
+            size(Some(run.measured.memory.rss_kib as f64 * 1024.0))
+        }),
+        ("memory per target", &|run| {
+            size(Some(run.measured.memory.per_target_bytes))
+        }),
+        ("CPU µs/check", &|run| {
+            format!("{:.1}", run.cpu.us_per_unit)
+        }),
+        ("CPU cores", &|run| format!("{:.2}", run.cpu.cores)),
+        ("accepted", &|run| {
+            format!("{} / {}", run.measured.accepted_running, run.accepted)
+        }),
+    ];
+    text.push_str(&serve.runs_table("checker", &run_columns, &serve_notes(serve)));
     text
 }
 
-/// How each column was measured, each thread's share, what went wrong, and the goals.
+/// How each column was measured, each thread's share, each run's counts, what went wrong, and
+/// the goals.
 fn serve_notes(serve: &Serve) -> Vec<String> {
-    let mut notes = vec![
+    let method = vec![
         format!(
             "checks/s: tcp-checker serve's by its own {CHECKS} (every target's, summed) between \
              two scrapes of /metrics {} s apart; HAProxy's by the kernel's count of connects \
@@ -1112,7 +1084,7 @@ fn serve_notes(serve: &Serve) -> Vec<String> {
              each check started, from the difference of the two scrapes of the service's \
              {LATENESS} histogram, each percentile shown as the bucket bound it is at most \
              (HAProxy has no such figure).",
-            serve.window_s
+            serve.scenario.window_s
         ),
         format!(
             "/metrics: {METRICS_GETS} GETs in a row of each format after the window, on one \
@@ -1135,98 +1107,21 @@ fn serve_notes(serve: &Serve) -> Vec<String> {
          half-open (HAProxy's plain TCP check sets TCP_QUICKACK 0 and closes with RST)."
             .into(),
     ];
-    let ours: Vec<&CheckerRun> = serve
-        .runs
-        .iter()
-        .filter(|run| run.checker == Checker::TcpChecker)
-        .collect();
-    if let Some(shares) = median_shares(&ours) {
-        notes.push(format!(
-            "tcp-checker serve's CPU by thread (medians per check): {}.",
-            describe_shares(&shares, "check")
-        ));
-    }
-    for run in &serve.runs {
-        notes.push(format!(
+    serve.notes(method, "check", |run| {
+        Some(format!(
             "round {}, {}: {} checks over {:.2} s, counted by {}; CPU {:.2} s over {:.2} s for \
              {} checks, counted by {}.",
             run.round,
-            run.checker.name(),
-            run.checks,
-            run.window_s,
-            run.counted_by,
-            run.cpu_s,
-            run.cpu_window_s,
-            run.cpu_checks,
-            run.cpu_counted_by
-        ));
-    }
-    if let Some(reason) = &serve.haproxy_missing {
-        notes.push(format!("HAProxy: not run ({reason})."));
-    }
-    notes.extend(goal_notes(&serve.goals));
-    if serve.ok {
-        notes.push(
-            "Verdict: every check of tcp-checker serve found the port open, and the listener \
-             accepted none of them."
-                .into(),
-        );
-    } else {
-        notes.extend(
-            serve
-                .failures
-                .iter()
-                .map(|failure| format!("FAILED: {failure}.")),
-        );
-    }
-    notes
-}
-
-/// The goals as notes: `Target met: ...` or `Target MISSED: ...`.
-pub fn goal_notes(goals: &[Goal]) -> Vec<String> {
-    goals
-        .iter()
-        .map(|goal| {
-            let verdict = match goal.met {
-                Some(true) => "met",
-                Some(false) => "MISSED",
-                None => "not judged",
-            };
-            format!("Target {verdict}: {} ({}).", goal.goal, goal.figures)
-        })
-        .collect()
-}
-
-/// The median of each thread name's share over `runs`.
-pub fn median_shares(runs: &[&CheckerRun]) -> Option<Vec<ThreadShare>> {
-    let first = runs.first()?;
-    let mut shares: Vec<ThreadShare> = first.threads.clone();
-    for share in &mut shares {
-        let of = |value: fn(&ThreadShare) -> f64| {
-            median(
-                runs.iter()
-                    .filter_map(|run| run.threads.iter().find(|s| s.name == share.name))
-                    .map(value)
-                    .collect(),
-            )
-        };
-        share.cpu_s = of(|s| s.cpu_s).unwrap_or(share.cpu_s);
-        share.us_per_unit = of(|s| s.us_per_unit).unwrap_or(share.us_per_unit);
-    }
-    Some(shares)
-}
-
-/// A checker's name with its version: `HAProxy 2.6.12-1+deb12u4`.
-fn row_name(checker: Checker, version: Option<&str>) -> String {
-    with_version(checker.name(), version)
-}
-
-/// A name with its version, if known.
-pub fn with_version(name: &str, version: Option<&str>) -> String {
-    match version {
-        Some(version) => format!("{name} {version}"),
-        None => name.into(),
-    }
+            run.side.name(HAPROXY_NAME),
+            run.measured.checks.window.checks,
+            run.measured.checks.window.length_s,
+            run.measured.checks.window.counted_by,
+            run.cpu.time_s,
+            run.measured.cpu_window.length_s,
+            run.measured.cpu_window.checks,
+            run.measured.cpu_window.counted_by
+        ))
+    })
 }
 
 /// A percentile bound: `≤ 5 ms`, `> 1 s` past the last bucket, `-` without one.
@@ -1250,12 +1145,15 @@ fn millis(value: Option<f64>) -> String {
     value.map_or("-".into(), |ms| format!("{ms:.0} ms"))
 }
 
-/// `p50 / max` in milliseconds.
-fn pair(p50: Option<f64>, max: Option<f64>) -> String {
-    match (p50, max) {
-        (None, None) => "-".into(),
-        _ => format!("{} / {}", millis(p50), millis(max)),
-    }
+/// `p50 / max` in milliseconds, or `-`.
+fn pair(times: Option<&RenderMedians>) -> String {
+    times.map_or("-".into(), |times| {
+        format!(
+            "{} / {}",
+            millis(Some(times.p50_ms)),
+            millis(Some(times.max_ms))
+        )
+    })
 }
 
 /// A number with `decimals` decimals, or `-`.
@@ -1346,11 +1244,10 @@ mod tests {
 
     #[test]
     fn names_and_units() {
-        assert_eq!(row_name(Checker::Haproxy, Some("2.6.12")), "HAProxy 2.6.12");
-        assert_eq!(row_name(Checker::TcpChecker, None), "tcp-checker serve");
         assert_eq!(bound(Some(0.05)), "≤ 50.0 ms");
         assert_eq!(bound(Some(f64::INFINITY)), "> 1 s");
         assert_eq!(size(Some(26.5 * 1024.0 * 1024.0)), "26.5 MiB");
-        assert_eq!(memory_per_target(12_000, 2_000, 20_000), 512.0);
+        let memory = Memory::new(12_000, None, 2_000, 20_000);
+        assert_eq!(memory.per_target_bytes, 512.0);
     }
 }

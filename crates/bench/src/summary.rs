@@ -99,23 +99,39 @@ pub struct Row {
     pub not_run: Option<String>,
     /// Every run, in order.
     pub runs: Vec<RunResult>,
+    /// Its figures over the runs.
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// It against the others.
+    #[serde(flatten)]
+    pub compared: Compared,
+    /// The SYN-ACK-to-RST delay.
+    pub delay: DelayResult,
+}
+
+/// A row's figures over its runs.
+#[derive(Debug, Serialize)]
+pub struct Figures {
     /// Median checks per second.
     pub checks_per_s: Option<f64>,
-    /// `checks_per_s` over the floor's at the same concurrency.
-    pub checks_per_s_vs_floor: Option<f64>,
     /// Median CPU microseconds per check.
     pub cpu_us_per_check: Option<f64>,
-    /// `cpu_us_per_check` over the floor's at the same concurrency.
-    pub cpu_vs_floor: Option<f64>,
     /// Median peak resident memory, KiB.
     pub peak_rss_kib: Option<f64>,
+    /// The most connections the listener accepted in one run.
+    pub accepted_max: Option<u64>,
+}
+
+/// A row's figures against the other rows', from [`compare`].
+#[derive(Debug, Default, Serialize)]
+pub struct Compared {
+    /// `checks_per_s` over the floor's at the same concurrency.
+    pub checks_per_s_vs_floor: Option<f64>,
+    /// `cpu_us_per_check` over the floor's at the same concurrency.
+    pub cpu_vs_floor: Option<f64>,
     /// (median peak RSS here - at the contender's lowest concurrency) / (difference in checks
     /// in flight), bytes; absent at the lowest concurrency.
     pub memory_per_in_flight_bytes: Option<f64>,
-    /// The most connections the listener accepted in one run.
-    pub accepted_max: Option<u64>,
-    /// The SYN-ACK-to-RST delay.
-    pub delay: DelayResult,
 }
 
 impl Row {
@@ -132,13 +148,13 @@ impl Row {
             contender,
             in_flight,
             not_run: None,
-            checks_per_s: statistic(|run| run.checks_per_s),
-            checks_per_s_vs_floor: None,
-            cpu_us_per_check: statistic(|run| run.cpu_us_per_check),
-            cpu_vs_floor: None,
-            peak_rss_kib: statistic(|run| run.peak_rss_kib as f64),
-            memory_per_in_flight_bytes: None,
-            accepted_max: runs.iter().map(|run| run.accepted).max(),
+            figures: Figures {
+                checks_per_s: statistic(|run| run.checks_per_s),
+                cpu_us_per_check: statistic(|run| run.cpu_us_per_check),
+                peak_rss_kib: statistic(|run| run.peak_rss_kib as f64),
+                accepted_max: runs.iter().map(|run| run.accepted).max(),
+            },
+            compared: Compared::default(),
             runs,
             delay,
         }
@@ -166,7 +182,14 @@ pub fn compare(rows: &mut [Row]) {
         .iter()
         .filter(ran)
         .filter(|row| row.contender == Contender::Floor)
-        .map(|row| (row.in_flight, row.checks_per_s, row.cpu_us_per_check))
+        .map(|row| {
+            let figures = &row.figures;
+            (
+                row.in_flight,
+                figures.checks_per_s,
+                figures.cpu_us_per_check,
+            )
+        })
         .collect();
     // (contender, in flight, peak RSS) of each contender's lowest concurrency that ran.
     let mut lowest: Vec<(Contender, usize, Option<f64>)> = Vec::new();
@@ -176,22 +199,24 @@ pub fn compare(rows: &mut [Row]) {
             .find(|(contender, ..)| *contender == row.contender)
         {
             Some(entry) if entry.1 <= row.in_flight => {}
-            Some(entry) => *entry = (row.contender, row.in_flight, row.peak_rss_kib),
-            None => lowest.push((row.contender, row.in_flight, row.peak_rss_kib)),
+            Some(entry) => *entry = (row.contender, row.in_flight, row.figures.peak_rss_kib),
+            None => lowest.push((row.contender, row.in_flight, row.figures.peak_rss_kib)),
         }
     }
     for row in rows.iter_mut() {
         if let Some(&(_, rate, cpu)) = floors.iter().find(|floor| floor.0 == row.in_flight) {
-            row.checks_per_s_vs_floor = ratio(row.checks_per_s, rate);
-            row.cpu_vs_floor = ratio(row.cpu_us_per_check, cpu);
+            row.compared.checks_per_s_vs_floor = ratio(row.figures.checks_per_s, rate);
+            row.compared.cpu_vs_floor = ratio(row.figures.cpu_us_per_check, cpu);
         }
         let base = lowest
             .iter()
             .find(|(contender, ..)| *contender == row.contender);
-        if let (Some(&(_, base_in_flight, Some(base_rss))), Some(rss)) = (base, row.peak_rss_kib) {
+        if let (Some(&(_, base_in_flight, Some(base_rss))), Some(rss)) =
+            (base, row.figures.peak_rss_kib)
+        {
             if row.in_flight > base_in_flight {
                 let checks = (row.in_flight - base_in_flight) as f64;
-                row.memory_per_in_flight_bytes = Some((rss - base_rss) * 1024.0 / checks);
+                row.compared.memory_per_in_flight_bytes = Some((rss - base_rss) * 1024.0 / checks);
             }
         }
     }
@@ -276,8 +301,12 @@ mod tests {
     fn row(contender: Contender, in_flight: usize, medians: (f64, f64, f64)) -> Row {
         let mut row = Row::not_run(contender, in_flight, "");
         row.not_run = None;
-        (row.checks_per_s, row.cpu_us_per_check, row.peak_rss_kib) =
-            (Some(medians.0), Some(medians.1), Some(medians.2));
+        let figures = &mut row.figures;
+        (
+            figures.checks_per_s,
+            figures.cpu_us_per_check,
+            figures.peak_rss_kib,
+        ) = (Some(medians.0), Some(medians.1), Some(medians.2));
         row
     }
 
@@ -292,15 +321,15 @@ mod tests {
         ];
         compare(&mut rows);
         let engine = &rows[3];
-        assert_eq!(engine.checks_per_s_vs_floor, Some(1.0));
-        assert_eq!(engine.cpu_vs_floor, Some(1.5));
-        assert_eq!(rows[2].checks_per_s_vs_floor, Some(1.5));
+        assert_eq!(engine.compared.checks_per_s_vs_floor, Some(1.0));
+        assert_eq!(engine.compared.cpu_vs_floor, Some(1.5));
+        assert_eq!(rows[2].compared.checks_per_s_vs_floor, Some(1.5));
         // 1000 KiB more for 900 more checks in flight.
         assert_eq!(
-            engine.memory_per_in_flight_bytes,
+            engine.compared.memory_per_in_flight_bytes,
             Some(1000.0 * 1024.0 / 900.0)
         );
-        assert_eq!(rows[2].memory_per_in_flight_bytes, None);
-        assert_eq!(rows[4].checks_per_s_vs_floor, None);
+        assert_eq!(rows[2].compared.memory_per_in_flight_bytes, None);
+        assert_eq!(rows[4].compared.checks_per_s_vs_floor, None);
     }
 }

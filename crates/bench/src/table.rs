@@ -58,11 +58,7 @@ pub fn render(benchmark: &Benchmark) -> String {
         setup.timeout_ms
     );
     let cells: Vec<Vec<String>> = benchmark.rows.iter().map(cells).collect();
-    text.push_str(&markdown(&COLUMNS, &cells));
-    text.push('\n');
-    for note in notes(benchmark) {
-        let _ = writeln!(text, "- {note}");
-    }
+    text.push_str(&table_with_notes(&COLUMNS, &cells, &notes(benchmark)));
     text
 }
 
@@ -83,20 +79,23 @@ fn cells(row: &Row) -> Vec<String> {
         (None, None) => "-".into(),
     };
     let or_na = |value: Option<String>| value.unwrap_or_else(not_run);
+    let (figures, compared) = (&row.figures, &row.compared);
     vec![
         row.contender.name().into(),
         row.in_flight.to_string(),
-        or_na(row.checks_per_s.map(|rate| format!("{rate:.0}"))),
-        ratio(row.checks_per_s_vs_floor),
-        or_na(row.cpu_us_per_check.map(|cpu| format!("{cpu:.1}"))),
-        ratio(row.cpu_vs_floor),
+        or_na(figures.checks_per_s.map(|rate| format!("{rate:.0}"))),
+        ratio(compared.checks_per_s_vs_floor),
+        or_na(figures.cpu_us_per_check.map(|cpu| format!("{cpu:.1}"))),
+        ratio(compared.cpu_vs_floor),
         or_na(
-            row.peak_rss_kib
+            figures
+                .peak_rss_kib
                 .map(|kib| format!("{:.1} MiB", kib / 1024.0)),
         ),
-        row.memory_per_in_flight_bytes
+        compared
+            .memory_per_in_flight_bytes
             .map_or_else(|| "-".into(), bytes),
-        or_na(row.accepted_max.map(|accepted| accepted.to_string())),
+        or_na(figures.accepted_max.map(|accepted| accepted.to_string())),
         delay,
     ]
 }
@@ -193,6 +192,16 @@ pub fn markdown(columns: &[&str], rows: &[Vec<String>]) -> String {
     text.push_str(&line(&mut rule.iter().map(String::as_str)));
     for row in rows {
         text.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    text
+}
+
+/// A Markdown table, a blank line, then the notes, one `- note` line each.
+pub fn table_with_notes(columns: &[&str], rows: &[Vec<String>], notes: &[String]) -> String {
+    let mut text = markdown(columns, rows);
+    text.push('\n');
+    for note in notes {
+        let _ = writeln!(text, "- {note}");
     }
     text
 }

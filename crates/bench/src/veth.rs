@@ -150,22 +150,18 @@ mod tests {
     const CAP_NET_RAW: u32 = 13;
 
     /// Skips the calling test unless the process may set the network up and capture on it.
-    fn skip_unless_privileged(test: &str) -> bool {
+    fn skip_unless_privileged() -> bool {
         let needed = [procfs::CAP_NET_ADMIN, procfs::CAP_SYS_ADMIN, CAP_NET_RAW];
         if procfs::has_capabilities(&needed).unwrap() {
             return false;
         }
-        skip(
-            test,
-            "needs root to create a network namespace, a veth pair and a capture",
-        );
+        skip("needs root to create a network namespace, a veth pair and a capture");
         true
     }
 
     #[test]
     fn checks_cross_the_pair_each_packet_is_captured_once_and_nothing_is_left_behind() {
-        let test = "veth::tests::checks_cross_the_pair_each_packet_is_captured_once_and_nothing_is_left_behind";
-        if skip_unless_privileged(test) {
+        if skip_unless_privileged() {
             return;
         }
         let network = Network::create().unwrap();
