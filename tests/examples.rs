@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{TempDir, skip_without_tool};
+use crate::common::{TempDir, Tool, test_name};
 
 /// The metrics that `tcp-checker serve` exposes on `/metrics` and `/probe`. An alert on any
 /// other name would never fire, so a renamed metric must fail here first.
@@ -47,17 +47,17 @@ const HISTOGRAMS: &[&str] = &[
 /// beta (1.28) plus a margin.
 const KUBERNETES_VERSION: &str = "1.30.0";
 
-/// The command that finds `promtool`, and how to install it.
-const PROMTOOL: (&[&str], &str) = (
-    &["promtool", "--version"],
-    "apt-get install --no-install-recommends prometheus",
-);
+/// Prometheus's `promtool`.
+const PROMTOOL: Tool = Tool {
+    command: &["promtool", "--version"],
+    install: "apt-get install --no-install-recommends prometheus",
+};
 
-/// The command that finds `kubernetes-validate`, and how to install it.
-const KUBERNETES_VALIDATE: (&[&str], &str) = (
-    &["python3", "-m", "kubernetes_validate", "--version"],
-    "python3 -m pip install kubernetes-validate",
-);
+/// `kubernetes-validate`.
+const KUBERNETES_VALIDATE: Tool = Tool {
+    command: &["python3", "-m", "kubernetes_validate", "--version"],
+    install: "python3 -m pip install kubernetes-validate",
+};
 
 /// The marker on the `modulus:` lines of the sharded Prometheus config.
 const SHARDS_MARK: &str = "# PROMETHEUS_SHARDS";
@@ -231,23 +231,28 @@ fn without_kubernetes_sd(config: &str) -> String {
     out.join("\n") + "\n"
 }
 
-#[test]
-fn prometheus_config_passes_promtool() {
-    if skip_without_tool("prometheus_config_passes_promtool", PROMTOOL.0, PROMTOOL.1) {
+/// Runs `promtool ARGS` (the test skipped without promtool) and asserts that it succeeds,
+/// saying `says`.
+fn assert_promtool_says(args: &[&str], says: &str) {
+    if PROMTOOL.missing() {
         return;
     }
-    let text = run_tool_ok(
-        "promtool",
-        &["check", "config", "examples/prometheus/prometheus.yml"],
-    );
+    let text = run_tool_ok("promtool", args);
+    assert!(text.contains(says), "{text}");
+}
+
+#[test]
+fn prometheus_config_passes_promtool() {
     // The rule file is found and checked along with the config.
-    assert!(text.contains("SUCCESS: 1 rule files found"), "{text}");
+    assert_promtool_says(
+        &["check", "config", "examples/prometheus/prometheus.yml"],
+        "SUCCESS: 1 rule files found",
+    );
 }
 
 #[test]
 fn sharded_prometheus_config_passes_promtool_for_every_shard() {
-    let test = "sharded_prometheus_config_passes_promtool_for_every_shard";
-    if skip_without_tool(test, PROMTOOL.0, PROMTOOL.1) {
+    if PROMTOOL.missing() {
         return;
     }
     let committed = read_example("prometheus/prometheus-sharded.yml");
@@ -286,8 +291,9 @@ fn sharded_prometheus_config_passes_promtool_for_every_shard() {
     } else if output.contains("field kubernetes_sd_configs not found") {
         let _ = writeln!(
             std::io::stderr(),
-            "NOTE {test}: this promtool is built without Kubernetes discovery (Debian's); \
-             checking the config with a static target in place of kubernetes_sd_configs"
+            "NOTE {}: this promtool is built without Kubernetes discovery (Debian's); \
+             checking the config with a static target in place of kubernetes_sd_configs",
+            test_name()
         );
         without_kubernetes_sd(&committed)
     } else {
@@ -318,26 +324,18 @@ fn sharded_prometheus_config_passes_promtool_for_every_shard() {
 
 #[test]
 fn alert_rules_pass_promtool() {
-    if skip_without_tool("alert_rules_pass_promtool", PROMTOOL.0, PROMTOOL.1) {
-        return;
-    }
-    let text = run_tool_ok(
-        "promtool",
+    assert_promtool_says(
         &["check", "rules", "examples/prometheus/alerts.yml"],
+        "SUCCESS: 4 rules found",
     );
-    assert!(text.contains("SUCCESS: 4 rules found"), "{text}");
 }
 
 #[test]
 fn alert_rules_pass_their_unit_tests() {
-    if skip_without_tool("alert_rules_pass_their_unit_tests", PROMTOOL.0, PROMTOOL.1) {
-        return;
-    }
-    let text = run_tool_ok(
-        "promtool",
+    assert_promtool_says(
         &["test", "rules", "examples/prometheus/alerts_test.yml"],
+        "SUCCESS",
     );
-    assert!(text.contains("SUCCESS"), "{text}");
 }
 
 #[test]
@@ -454,8 +452,7 @@ fn manifests() -> Vec<PathBuf> {
 
 #[test]
 fn kubernetes_manifests_pass_kubernetes_validate() {
-    let test = "kubernetes_manifests_pass_kubernetes_validate";
-    if skip_without_tool(test, KUBERNETES_VALIDATE.0, KUBERNETES_VALIDATE.1) {
+    if KUBERNETES_VALIDATE.missing() {
         return;
     }
     for path in manifests() {

@@ -5,8 +5,8 @@ use std::net::TcpListener;
 
 use crate::common::{
     BoundSocket, SilentPort, assert_contains, assert_field, assert_fields, check_line,
-    consecutive_ports, json_lines, listener, open_and_closed, run_checker, stderr, stdout,
-    tcp_checker,
+    consecutive_ports, json_lines, listener, open_and_closed, run_checker, run_on_open_and_closed,
+    stderr, stdout, tcp_checker,
 };
 use serde_json::Value;
 
@@ -354,13 +354,7 @@ fn json_is_one_object_a_line_with_stable_fields() {
 
 #[test]
 fn json_with_open_leaves_out_the_other_checks() {
-    let (_listener, open, closed) = open_and_closed();
-    let output = run_checker([
-        "--json",
-        "--open",
-        &open.to_string(),
-        &closed.address.to_string(),
-    ]);
+    let (output, ..) = run_on_open_and_closed(&["--json", "--open"]);
     let lines = json_lines(&output);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["outcome"], "open");

@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shaker_wire::netns::Namespace;
-use shaker_wire::skip::skip_unless_root;
 
 use crate::common::browser::{Browser, skip_without_browser};
 use crate::common::serve::Served;
-use crate::common::{BoundSocket, SilentPort, TempFile};
+use crate::common::{BoundSocket, SilentPort, TempFile, skip_unless_root};
 
 /// The rows on screen, in order: name, state, its words, the last check, whether marked as
 /// changed, the chart's text.
@@ -38,10 +37,10 @@ const REPORT: &str = "return { summary: document.getElementById('summary').textC
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A namespace for `test`, or None (the skip reported) without root, Chromium or chromedriver.
-fn namespace(test: &str) -> Option<Namespace> {
-    let test = format!("page::{test}");
-    if skip_unless_root(&test, "a network namespace") || skip_without_browser(&test) {
+/// A namespace for the running test, or None (the skip reported) without root, Chromium or
+/// chromedriver.
+fn namespace() -> Option<Namespace> {
+    if skip_unless_root("a network namespace") || skip_without_browser() {
         return None;
     }
     Some(Namespace::create("tcp-checker-page-").expect("creating a network namespace"))
@@ -104,7 +103,7 @@ fn silent_at(address: &str) -> (TcpListener, TcpStream) {
 
 #[test]
 fn the_page_lists_every_target_with_its_state() {
-    let Some(namespace) = namespace("the_page_lists_every_target_with_its_state") else {
+    let Some(namespace) = namespace() else {
         return;
     };
     type Ports = (Vec<TcpListener>, Vec<BoundSocket>, SilentPort);
@@ -156,7 +155,7 @@ fn the_page_lists_every_target_with_its_state() {
     by_state.sort_by_key(|(_, health, _)| *health == "UP");
     let by_state: Vec<&str> = by_state.iter().map(|(name, _, _)| name.as_str()).collect();
     assert_eq!(order, by_state);
-    let api: Value = serde_json::from_str(&served.get("/api/targets").body).unwrap();
+    let api: Value = serde_json::from_slice(&served.get("/api/targets").body).unwrap();
     let mut api_names: Vec<&str> = api
         .as_array()
         .unwrap()
@@ -209,8 +208,7 @@ fn open_and_settle(browser: &Browser<'_>, served: &Served<'_>, expected: &[(Stri
 
 #[test]
 fn a_listener_that_closes_is_shown_down_and_up_again_without_a_reload() {
-    let test = "a_listener_that_closes_is_shown_down_and_up_again_without_a_reload";
-    let Some(namespace) = namespace(test) else {
+    let Some(namespace) = namespace() else {
         return;
     };
     let listener = namespace
@@ -277,7 +275,7 @@ fn a_listener_that_closes_is_shown_down_and_up_again_without_a_reload() {
 
 #[test]
 fn the_filter_keeps_the_matching_rows_and_headers_sort() {
-    let Some(namespace) = namespace("the_filter_keeps_the_matching_rows_and_headers_sort") else {
+    let Some(namespace) = namespace() else {
         return;
     };
     // (name, team, open)
@@ -403,7 +401,7 @@ fn the_filter_keeps_the_matching_rows_and_headers_sort() {
 
 #[test]
 fn the_browser_console_has_no_errors() {
-    let Some(namespace) = namespace("the_browser_console_has_no_errors") else {
+    let Some(namespace) = namespace() else {
         return;
     };
     let (listener, closed) = namespace
@@ -476,8 +474,7 @@ fn the_browser_console_has_no_errors() {
 
 #[test]
 fn twenty_thousand_targets_load_quickly_and_render_only_the_rows_in_view() {
-    let test = "twenty_thousand_targets_load_quickly_and_render_only_the_rows_in_view";
-    let Some(namespace) = namespace(test) else {
+    let Some(namespace) = namespace() else {
         return;
     };
     const TARGETS: usize = 20_000;
@@ -497,7 +494,7 @@ fn twenty_thousand_targets_load_quickly_and_render_only_the_rows_in_view() {
     // Every target checked once, so that the page gets the full data.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let api: Value = serde_json::from_str(&served.get("/api/targets").body).unwrap();
+        let api: Value = serde_json::from_slice(&served.get("/api/targets").body).unwrap();
         let targets = api.as_array().unwrap();
         if targets.len() == TARGETS && targets.iter().all(|t| !t["last_check"].is_null()) {
             break;
@@ -572,79 +569,9 @@ fn twenty_thousand_targets_load_quickly_and_render_only_the_rows_in_view() {
 
 #[test]
 fn a_realistic_page_shows_every_state_and_its_screenshot() {
-    let Some(namespace) = namespace("a_realistic_page_shows_every_state_and_its_screenshot") else {
+    let Some(namespace) = namespace() else {
         return;
     };
-    let config = r#"[defaults]
-interval = "250ms"
-rise = 2
-fall = 3
-labels = { env = "prod" }
-
-[[targets]]
-name = "postgres-primary"
-address = "127.0.0.1:5432"
-labels = { team = "data", role = "primary" }
-
-[[targets]]
-name = "postgres-replica"
-address = "127.0.0.2:5432"
-labels = { team = "data", role = "replica" }
-
-[[targets]]
-name = "kafka-broker-1"
-address = "127.0.0.3:9092"
-labels = { team = "data" }
-interval = "2s"
-fall = 4
-
-[[targets]]
-name = "rabbitmq"
-address = "10.20.0.5:5672"
-labels = { team = "data", env = "staging" }
-
-[[targets]]
-name = "api-gateway"
-address = "127.0.0.1:443"
-labels = { team = "web" }
-
-[[targets]]
-name = "web-frontend"
-address = "127.0.0.1:8080"
-labels = { team = "web" }
-
-[[targets]]
-name = "redis-sessions"
-address = "127.0.0.1:6379"
-labels = { team = "web" }
-
-[[targets]]
-name = "memcached"
-address = "127.0.0.1:11211"
-labels = { team = "web", env = "staging" }
-
-[[targets]]
-name = "search"
-address = "127.0.0.1:9200"
-labels = { team = "search" }
-
-[[targets]]
-name = "ldap"
-address = "127.0.0.1:389"
-labels = { team = "infra" }
-interval = "2s"
-rise = 4
-
-[[targets]]
-name = "smtp-relay"
-address = "127.0.0.1:25"
-labels = { team = "infra" }
-
-[[targets]]
-name = "dns"
-addresses = ["127.0.0.1:53", "127.0.0.2:53"]
-labels = { team = "infra" }
-"#;
     let answering = [
         "127.0.0.1:5432",
         "127.0.0.2:5432",
@@ -663,8 +590,11 @@ labels = { team = "infra" }
     };
     let mut listeners: Vec<Option<TcpListener>> = answering.iter().map(|a| Some(bind(a))).collect();
     let _silent = namespace.run(|| silent_at("127.0.0.1:11211")).unwrap();
-    let config = TempFile::new("page-realistic.toml", config);
-    let served = Served::start_in(&namespace, &["--config", config.path().to_str().unwrap()]);
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/realistic-page.toml"
+    );
+    let served = Served::start_in(&namespace, &["--config", config]);
     let browser = Browser::start(&namespace, "realistic", 1280, 900);
     open(&browser, &served);
 

@@ -13,15 +13,44 @@ use std::time::{Duration, Instant};
 
 use shaker_wire::netns::Namespace;
 
-use crate::common::prometheus::{NamespaceHosts, expect_sample, namespace_or_skip, query_encode};
-use crate::common::serve::{Response, Served};
-use crate::common::{BoundSocket, assert_contains, skip_without_tool};
+use crate::common::prometheus::{
+    NamespaceHosts, closed_in, expect_sample, listener_in, namespace_or_skip, query_encode,
+};
+use crate::common::serve::{Response, Served, shown};
+use crate::common::{NFT, assert_contains, skip};
 
 /// The prefix of this module's network namespaces.
 const PREFIX: &str = "shaker-probe-";
 
 /// blackbox_exporter's `probe_ip_addr_hash` of 127.0.0.1: FNV-32a of its four bytes.
 const LOOPBACK_HASH: f64 = 3_668_918_509.0;
+
+/// What most tests here start from: a fresh network namespace of their own, with a listener on
+/// 127.0.0.1 in it.
+struct Scene {
+    namespace: Namespace,
+    listener: TcpListener,
+    /// The listener's address: an open port to probe.
+    open: SocketAddr,
+}
+
+impl Scene {
+    /// The scene, or `None` after reporting the skip without root (see [`namespace_or_skip`]).
+    fn new() -> Option<Scene> {
+        let namespace = namespace_or_skip(PREFIX, &[])?;
+        let (listener, open) = listener_in(&namespace, 0);
+        Some(Scene {
+            namespace,
+            listener,
+            open,
+        })
+    }
+
+    /// `tcp-checker serve ARGS`, inside the scene's namespace.
+    fn serve(&self, args: &[&str]) -> Served<'_> {
+        Served::start_in(&self.namespace, args)
+    }
+}
 
 /// `GET /probe?target=TARGET` (percent-encoded) with `headers`, and `extra` query parameters
 /// (`&debug=true`) appended as written.
@@ -35,37 +64,31 @@ fn probe(served: &Served, target: &str) -> Response {
     probe_with(served, target, "", &[])
 }
 
-/// A listener on 127.0.0.1 inside `namespace` (port 0: an ephemeral one), and its address.
-fn listener_in(namespace: &Namespace, port: u16) -> (TcpListener, SocketAddr) {
-    let listener = namespace
-        .run(|| TcpListener::bind(("127.0.0.1", port)))
-        .expect("entering the namespace")
-        .expect("listening inside the namespace");
-    let address = listener.local_addr().unwrap();
-    (listener, address)
-}
-
-/// A closed port on 127.0.0.1 inside `namespace`: bound, not listening.
-fn closed_in(namespace: &Namespace) -> BoundSocket {
-    namespace
-        .run(|| BoundSocket::bind(0))
-        .expect("entering the namespace")
-        .expect("binding inside the namespace")
+/// Asserts that the probe's `answer` has `probe_success` `success` (1 or 0), showing the answer
+/// if not.
+fn assert_probe_success(answer: &Response, success: f64) {
+    assert_eq!(
+        expect_sample(answer, "probe_success"),
+        success,
+        "{}",
+        shown(answer)
+    );
 }
 
 /// Asserts that `response` is `status` with a plain-text body that contains each of `says`.
 fn assert_refused(response: &Response, status: u16, says: &[&str], asked: &str) {
-    assert_eq!(response.status, status, "{asked}: {response:?}");
+    assert_eq!(response.status, status, "{asked}: {}", shown(response));
     let content_type = response.header("content-type").unwrap_or_default();
     assert!(
         content_type.starts_with("text/plain"),
-        "{asked}: {response:?}"
+        "{asked}: {}",
+        shown(response)
     );
     for part in says {
         assert!(
-            response.body.contains(part),
+            response.text().contains(part),
             "{asked}: {part:?} missing from {:?}",
-            response.body
+            response.text()
         );
     }
 }
@@ -85,65 +108,66 @@ fn assert_no_labels(body: &str) {
 
 #[test]
 fn an_allowed_open_port_succeeds_and_a_closed_one_fails_with_blackbox_metrics() {
-    let test = "probe::an_allowed_open_port_succeeds_and_a_closed_one_fails_with_blackbox_metrics";
-    let Some(namespace) = namespace_or_skip(test, PREFIX) else {
+    let Some(scene) = Scene::new() else {
         return;
     };
-    let (_listener, open) = listener_in(&namespace, 0);
-    let closed = closed_in(&namespace);
-    let served = Served::start_in(&namespace, &["--probe-allow", "127.0.0.0/8"]);
+    let (open, closed) = (scene.open, closed_in(&scene.namespace));
+    let served = scene.serve(&["--probe-allow", "127.0.0.0/8"]);
 
     let answer = probe(&served, &open.to_string());
-    assert_eq!(expect_sample(&answer, "probe_success"), 1.0, "{answer:?}");
+    assert_probe_success(&answer, 1.0);
     assert_eq!(expect_sample(&answer, "probe_ip_protocol"), 4.0);
     assert_eq!(expect_sample(&answer, "probe_ip_addr_hash"), LOOPBACK_HASH);
     assert_eq!(expect_sample(&answer, "probe_dns_lookup_time_seconds"), 0.0);
     let duration = expect_sample(&answer, "probe_duration_seconds");
-    assert!(duration > 0.0 && duration < 5.0, "{}", answer.body);
+    assert!(duration > 0.0 && duration < 5.0, "{}", answer.text());
     let content_type = answer.header("content-type").unwrap_or_default();
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
-        "{answer:?}"
+        "{}",
+        shown(&answer)
     );
-    assert_no_labels(&answer.body);
-    assert!(!answer.body.contains("target"), "{}", answer.body);
+    assert_no_labels(&answer.text());
+    assert!(!answer.text().contains("target"), "{}", answer.text());
 
     let answer = probe(&served, &closed.address.to_string());
-    assert_eq!(expect_sample(&answer, "probe_success"), 0.0, "{answer:?}");
+    assert_probe_success(&answer, 0.0);
     // The address was checked: it has a protocol and a hash.
     assert_eq!(expect_sample(&answer, "probe_ip_protocol"), 4.0);
     assert_eq!(expect_sample(&answer, "probe_ip_addr_hash"), LOOPBACK_HASH);
-    assert_no_labels(&answer.body);
+    assert_no_labels(&answer.text());
 
     let explained = probe_with(&served, &open.to_string(), "&debug=true", &[]);
-    assert_eq!(explained.status, 200, "{explained:?}");
+    assert_eq!(explained.status, 200, "{}", shown(&explained));
     let content_type = explained.header("content-type").unwrap_or_default();
-    assert!(content_type.starts_with("text/plain"), "{explained:?}");
-    assert_contains(&explained.body, &format!("Checking {open} (allowed)"));
-    assert_contains(&explained.body, "probe_success 1");
+    assert!(
+        content_type.starts_with("text/plain"),
+        "{}",
+        shown(&explained)
+    );
+    assert_contains(&explained.text(), &format!("Checking {open} (allowed)"));
+    assert_contains(&explained.text(), "probe_success 1");
     let explained = probe_with(&served, &closed.address.to_string(), "&debug=true", &[]);
-    assert_eq!(explained.status, 200, "{explained:?}");
-    assert_contains(&explained.body, &closed.address.to_string());
-    assert_contains(&explained.body, "allowed");
-    assert_contains(&explained.body, "probe_success 0");
+    assert_eq!(explained.status, 200, "{}", shown(&explained));
+    assert_contains(&explained.text(), &closed.address.to_string());
+    assert_contains(&explained.text(), "allowed");
+    assert_contains(&explained.text(), "probe_success 0");
 }
 
 #[test]
 fn probes_are_half_open_and_leave_the_application_nothing_to_accept() {
-    let test = "probe::probes_are_half_open_and_leave_the_application_nothing_to_accept";
-    let Some(namespace) = namespace_or_skip(test, PREFIX) else {
+    let Some(scene) = Scene::new() else {
         return;
     };
-    let (listener, open) = listener_in(&namespace, 0);
-    let served = Served::start_in(&namespace, &["--probe-allow", "127.0.0.0/8"]);
+    let served = scene.serve(&["--probe-allow", "127.0.0.0/8"]);
     for _ in 0..5 {
-        let answer = probe(&served, &open.to_string());
-        assert_eq!(expect_sample(&answer, "probe_success"), 1.0, "{answer:?}");
+        let answer = probe(&served, &scene.open.to_string());
+        assert_probe_success(&answer, 1.0);
     }
     // Time for a stray ACK to complete a handshake, were one sent.
     std::thread::sleep(Duration::from_millis(200));
-    listener.set_nonblocking(true).unwrap();
-    match listener.accept() {
+    scene.listener.set_nonblocking(true).unwrap();
+    match scene.listener.accept() {
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
         Ok((_, peer)) => panic!("the application accepted a connection from {peer}"),
         Err(error) => panic!("accept failed: {error}"),
@@ -152,11 +176,10 @@ fn probes_are_half_open_and_leave_the_application_nothing_to_accept() {
 
 #[test]
 fn addresses_outside_the_allowlist_are_refused_in_every_spelling() {
-    let test = "probe::addresses_outside_the_allowlist_are_refused_in_every_spelling";
-    let Some(namespace) = namespace_or_skip(test, PREFIX) else {
+    let Some(scene) = Scene::new() else {
         return;
     };
-    let served = Served::start_in(&namespace, &["--probe-allow", "127.0.0.0/8"]);
+    let served = scene.serve(&["--probe-allow", "127.0.0.0/8"]);
     for (target, names) in [
         ("10.0.0.1:80", "10.0.0.1:80"),
         ("169.254.169.254:80", "169.254.169.254:80"),
@@ -174,27 +197,26 @@ fn addresses_outside_the_allowlist_are_refused_in_every_spelling() {
             target,
         );
         assert!(
-            !answer.body.contains("probe_success"),
-            "{target}: {answer:?}"
+            !answer.text().contains("probe_success"),
+            "{target}: {}",
+            shown(&answer)
         );
     }
     // The same service probes what its rule covers.
-    let (_listener, open) = listener_in(&namespace, 0);
-    let answer = probe(&served, &open.to_string());
-    assert_eq!(expect_sample(&answer, "probe_success"), 1.0, "{answer:?}");
+    let answer = probe(&served, &scene.open.to_string());
+    assert_probe_success(&answer, 1.0);
 }
 
 #[test]
 fn a_port_outside_the_rules_ports_is_refused() {
-    let test = "probe::a_port_outside_the_rules_ports_is_refused";
-    let Some(namespace) = namespace_or_skip(test, PREFIX) else {
+    let Some(namespace) = namespace_or_skip(PREFIX, &[]) else {
         return;
     };
     // Port 80 of the namespace's own loopback: free in a fresh namespace.
     let (_listener, open) = listener_in(&namespace, 80);
     let served = Served::start_in(&namespace, &["--probe-allow", "127.0.0.1:80"]);
     let answer = probe(&served, &open.to_string());
-    assert_eq!(expect_sample(&answer, "probe_success"), 1.0, "{answer:?}");
+    assert_probe_success(&answer, 1.0);
     for (target, says) in [
         ("127.0.0.1:81", "127.0.0.1:81"),
         ("127.0.0.2:80", "127.0.0.2:80"),
@@ -206,29 +228,27 @@ fn a_port_outside_the_rules_ports_is_refused() {
 
 #[test]
 fn names_are_judged_by_the_addresses_they_resolve_to() {
-    let test = "probe::names_are_judged_by_the_addresses_they_resolve_to";
-    let Some(namespace) = namespace_or_skip(test, PREFIX) else {
+    let Some(scene) = Scene::new() else {
         return;
     };
     // Before the service starts: `ip netns exec` mounts it over /etc/hosts as it starts.
     let _hosts = NamespaceHosts::write(
-        &namespace,
+        &scene.namespace,
         "127.0.0.1 localhost good.test\n10.0.0.1 rebind.test\n169.254.169.254 meta.test\n",
     );
-    let (_listener, open) = listener_in(&namespace, 0);
-    let served = Served::start_in(&namespace, &["--probe-allow", "127.0.0.0/8"]);
+    let (open, served) = (scene.open, scene.serve(&["--probe-allow", "127.0.0.0/8"]));
     let port = open.port();
 
     let good = format!("good.test:{port}");
     let answer = probe(&served, &good);
-    assert_eq!(expect_sample(&answer, "probe_success"), 1.0, "{answer:?}");
+    assert_probe_success(&answer, 1.0);
     assert_eq!(expect_sample(&answer, "probe_ip_protocol"), 4.0);
     assert_eq!(expect_sample(&answer, "probe_ip_addr_hash"), LOOPBACK_HASH);
     let lookup = expect_sample(&answer, "probe_dns_lookup_time_seconds");
-    assert!(lookup > 0.0 && lookup < 5.0, "{}", answer.body);
+    assert!(lookup > 0.0 && lookup < 5.0, "{}", answer.text());
     let explained = probe_with(&served, &good, "&debug=true", &[]);
-    assert_contains(&explained.body, "Resolved to");
-    assert_contains(&explained.body, &format!("Checking {open} (allowed)"));
+    assert_contains(&explained.text(), "Resolved to");
+    assert_contains(&explained.text(), &format!("Checking {open} (allowed)"));
 
     for (target, says) in [
         ("rebind.test:80".to_owned(), "10.0.0.1:80"),
@@ -247,23 +267,22 @@ fn names_are_judged_by_the_addresses_they_resolve_to() {
     // A name that does not resolve is a failed probe, not a refused one.
     let timeout = [("X-Prometheus-Scrape-Timeout-Seconds", "2")];
     let answer = probe_with(&served, "nowhere.test:80", "", &timeout);
-    assert_eq!(expect_sample(&answer, "probe_success"), 0.0, "{answer:?}");
+    assert_probe_success(&answer, 0.0);
     assert_eq!(expect_sample(&answer, "probe_ip_protocol"), 0.0);
     assert!(
-        !answer.body.contains("probe_ip_addr_hash"),
+        !answer.text().contains("probe_ip_addr_hash"),
         "{}",
-        answer.body
+        answer.text()
     );
 }
 
 #[test]
 fn a_name_of_both_families_is_probed_over_ipv6_as_blackbox_prefers() {
-    let test = "probe::a_name_of_both_families_is_probed_over_ipv6_as_blackbox_prefers";
-    let Some(namespace) = namespace_or_skip(test, PREFIX) else {
+    let Some(namespace) = namespace_or_skip(PREFIX, &[]) else {
         return;
     };
     let Ok(Ok(listener)) = namespace.run(|| TcpListener::bind("[::1]:0")) else {
-        crate::common::skip(test, "no IPv6 loopback in the namespace");
+        skip("no IPv6 loopback in the namespace");
         return;
     };
     let open = listener.local_addr().unwrap();
@@ -273,10 +292,10 @@ fn a_name_of_both_families_is_probed_over_ipv6_as_blackbox_prefers() {
         &["--probe-allow", "127.0.0.0/8", "--probe-allow", "::1"],
     );
     let answer = probe(&served, &format!("dual.test:{}", open.port()));
-    assert_eq!(expect_sample(&answer, "probe_success"), 1.0, "{answer:?}");
+    assert_probe_success(&answer, 1.0);
     assert_eq!(expect_sample(&answer, "probe_ip_protocol"), 6.0);
     let answer = probe(&served, &open.to_string());
-    assert_eq!(expect_sample(&answer, "probe_success"), 1.0, "{answer:?}");
+    assert_probe_success(&answer, 1.0);
     assert_eq!(expect_sample(&answer, "probe_ip_protocol"), 6.0);
     // Every address of the name must be allowed, not only the one checked.
     let served = Served::start_in(&namespace, &["--probe-allow", "::1"]);
@@ -291,8 +310,7 @@ fn a_name_of_both_families_is_probed_over_ipv6_as_blackbox_prefers() {
 
 #[test]
 fn malformed_targets_are_bad_requests_even_when_everything_is_allowed() {
-    let test = "probe::malformed_targets_are_bad_requests_even_when_everything_is_allowed";
-    let Some(namespace) = namespace_or_skip(test, PREFIX) else {
+    let Some(namespace) = namespace_or_skip(PREFIX, &[]) else {
         return;
     };
     // Everything allowed, so that a 400 can only come from the parsing (and the namespace has
@@ -339,12 +357,10 @@ fn malformed_targets_are_bad_requests_even_when_everything_is_allowed() {
 
 #[test]
 fn without_probe_allow_every_probe_is_refused() {
-    let test = "probe::without_probe_allow_every_probe_is_refused";
-    let Some(namespace) = namespace_or_skip(test, PREFIX) else {
+    let Some(scene) = Scene::new() else {
         return;
     };
-    let (_listener, open) = listener_in(&namespace, 0);
-    let served = Served::start_in(&namespace, &[]);
+    let (open, served) = (scene.open, scene.serve(&[]));
     let port = open.port();
     for target in [
         open.to_string(),
@@ -361,13 +377,11 @@ fn without_probe_allow_every_probe_is_refused() {
 
 #[test]
 fn the_scrape_timeout_header_less_the_offset_is_the_probes_timeout() {
-    let test = "probe::the_scrape_timeout_header_less_the_offset_is_the_probes_timeout";
-    let Some(namespace) = namespace_or_skip(test, PREFIX) else {
+    let Some(scene) = Scene::new() else {
         return;
     };
-    let (_listener, open) = listener_in(&namespace, 0);
-    let served = Served::start_in(&namespace, &["--probe-allow", "127.0.0.0/8"]);
-    let target = open.to_string();
+    let served = scene.serve(&["--probe-allow", "127.0.0.0/8"]);
+    let target = scene.open.to_string();
     const HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
     for (header, timeout) in [
         (Some("3"), 2.5),
@@ -382,7 +396,7 @@ fn the_scrape_timeout_header_less_the_offset_is_the_probes_timeout() {
         assert!(
             (found - timeout).abs() < 1e-9,
             "{header:?}: {}",
-            answer.body
+            answer.text()
         );
         assert_eq!(expect_sample(&answer, "probe_success"), 1.0, "{header:?}");
     }
@@ -397,8 +411,7 @@ fn the_scrape_timeout_header_less_the_offset_is_the_probes_timeout() {
 
 #[test]
 fn a_module_timeout_of_zero_leaves_the_scrapers_timeout_uncapped() {
-    let test = "probe::a_module_timeout_of_zero_leaves_the_scrapers_timeout_uncapped";
-    let Some(namespace) = namespace_or_skip(test, PREFIX) else {
+    let Some(scene) = Scene::new() else {
         return;
     };
     let config = crate::common::TempFile::new(
@@ -406,26 +419,16 @@ fn a_module_timeout_of_zero_leaves_the_scrapers_timeout_uncapped() {
         "[probe]\nallow = [\"127.0.0.0/8\"]\ntimeout_offset = \"250ms\"\n\n\
          [probe.modules.tcp_connect]\ntimeout = \"0s\"\n",
     );
-    let (_listener, open) = listener_in(&namespace, 0);
-    let config_path = config.path().to_str().unwrap();
-    let served = Served::start_in(&namespace, &["--config", config_path]);
+    let served = scene.serve(&["--config", config.path().to_str().unwrap()]);
     let headers = [("X-Prometheus-Scrape-Timeout-Seconds", "30")];
-    let answer = probe_with(&served, &open.to_string(), "", &headers);
+    let answer = probe_with(&served, &scene.open.to_string(), "", &headers);
     assert_eq!(expect_sample(&answer, "probe_timeout_seconds"), 29.75);
-    assert_eq!(expect_sample(&answer, "probe_success"), 1.0);
+    assert_probe_success(&answer, 1.0);
 }
 
 #[test]
 fn a_silent_target_fails_when_its_timeout_runs_out() {
-    let test = "probe::a_silent_target_fails_when_its_timeout_runs_out";
-    if skip_without_tool(
-        test,
-        &["nft", "--version"],
-        "apt-get install --no-install-recommends nftables",
-    ) {
-        return;
-    }
-    let Some(namespace) = namespace_or_skip(test, PREFIX) else {
+    let Some(namespace) = namespace_or_skip(PREFIX, &[NFT]) else {
         return;
     };
     // A listener, so that only the rule makes the port silent rather than closed.
@@ -443,15 +446,15 @@ fn a_silent_target_fails_when_its_timeout_runs_out() {
     let headers = [("X-Prometheus-Scrape-Timeout-Seconds", "1.5")];
     let answer = probe_with(&served, &silent.to_string(), "", &headers);
     let took = started.elapsed();
-    assert_eq!(expect_sample(&answer, "probe_success"), 0.0, "{answer:?}");
+    assert_probe_success(&answer, 0.0);
     assert_eq!(expect_sample(&answer, "probe_timeout_seconds"), 1.0);
     let duration = expect_sample(&answer, "probe_duration_seconds");
-    assert!((0.5..5.0).contains(&duration), "{}", answer.body);
+    assert!((0.5..5.0).contains(&duration), "{}", answer.text());
     assert!(
         took >= Duration::from_millis(500) && took < Duration::from_secs(5),
         "answered after {took:?}"
     );
     let explained = probe_with(&served, &silent.to_string(), "&debug=true", &headers);
-    assert_contains(&explained.body, "allowed");
-    assert_contains(&explained.body, "probe_success 0");
+    assert_contains(&explained.text(), "allowed");
+    assert_contains(&explained.text(), "probe_success 0");
 }

@@ -7,16 +7,22 @@
 //! Prometheus and the test's queries. The test needs root for that, and skips visibly without it
 //! or without `prometheus` (a failure under `TCP_SHAKER_NO_SKIP=1`).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::prometheus::{Prometheus, namespace_or_skip};
+use crate::common::prometheus::{Prometheus, closed_in, listener_in, namespace_or_skip};
 use crate::common::serve::Served;
-use crate::common::{BoundSocket, TempDir, skip_without_tool};
+use crate::common::{TempDir, Tool};
+
+/// Debian's Prometheus server.
+const PROMETHEUS: Tool = Tool {
+    command: &["prometheus", "--version"],
+    install: "apt-get install --no-install-recommends prometheus",
+};
 
 /// Where Prometheus serves its API inside the namespace; a fresh namespace has every port free.
 const PROMETHEUS_ADDRESS: &str = "127.0.0.1:19090";
@@ -204,26 +210,11 @@ fn unmet(
 
 #[test]
 fn prometheus_scrapes_metrics_and_blackbox_probes_with_the_example_config() {
-    let test = "prometheus::prometheus_scrapes_metrics_and_blackbox_probes_with_the_example_config";
-    if skip_without_tool(
-        test,
-        &["prometheus", "--version"],
-        "apt-get install --no-install-recommends prometheus",
-    ) {
-        return;
-    }
-    let Some(namespace) = namespace_or_skip(test, "shaker-prom-") else {
+    let Some(namespace) = namespace_or_skip("shaker-prom-", &[PROMETHEUS]) else {
         return;
     };
-    let open_listener = namespace
-        .run(|| TcpListener::bind("127.0.0.1:0"))
-        .expect("entering the namespace")
-        .expect("listening inside the namespace");
-    let open = open_listener.local_addr().unwrap();
-    let closed = namespace
-        .run(|| BoundSocket::bind(0))
-        .expect("entering the namespace")
-        .expect("binding inside the namespace");
+    let (open_listener, open) = listener_in(&namespace, 0);
+    let closed = closed_in(&namespace);
     let (open_text, closed_text) = (open.to_string(), closed.address.to_string());
     let served = Served::start_in(
         &namespace,

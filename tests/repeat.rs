@@ -5,14 +5,13 @@ use std::thread;
 use std::time::Duration;
 
 use crate::common::{
-    BoundSocket, assert_contains, json_lines, listener, open_and_closed, run_checker, signal_after,
-    spawn_checker, stdout,
+    BoundSocket, assert_contains, json_lines, listener, run_checker, run_on_open_and_closed,
+    signal_after, spawn_checker, stdout,
 };
 
 #[test]
 fn repeated_checks_print_statistics_per_target() {
-    let (_listener, open, closed) = open_and_closed();
-    let output = run_checker(["-n", "3", &open.to_string(), &closed.address.to_string()]);
+    let (output, open, closed) = run_on_open_and_closed(&["-n", "3"]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert_eq!(text.matches("  open ").count(), 3, "{text}");
@@ -23,8 +22,7 @@ fn repeated_checks_print_statistics_per_target() {
     assert_contains(&text, &open_block);
     assert_contains(&text, " ms\nlongest up streak 3, longest down streak 0\n");
     let closed_block = format!(
-        "--- {} statistics ---\n3 sent, 0 open, 3 closed, 0 timed out, 0 unreachable, 0 errors, 100.0% loss\nrtt: no check found the port open\nlongest up streak 0, longest down streak 3\n",
-        closed.address
+        "--- {closed} statistics ---\n3 sent, 0 open, 3 closed, 0 timed out, 0 unreachable, 0 errors, 100.0% loss\nrtt: no check found the port open\nlongest up streak 0, longest down streak 3\n"
     );
     assert_contains(&text, &closed_block);
     assert_contains(&text, "Finished 6/6 checks in ");

@@ -10,10 +10,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::common::serve::{Served, get, poll_until, run_refused, sample};
+use crate::common::serve::{Served, get, poll_until, run_refused, sample, shown};
 use crate::common::{
-    BoundSocket, TempDir, assert_contains, assert_field, consecutive_ports, skip, stderr,
+    BoundSocket, TempDir, assert_contains, assert_field, consecutive_ports, listener, skip, stderr,
 };
+
+/// A listener on a free loopback port, its address (the name of the service's one target), and
+/// the service checking it every `interval`.
+fn serving_one_open_port(interval: &str) -> (TcpListener, String, Served<'static>) {
+    let (open, address) = listener();
+    let name = address.to_string();
+    let served = Served::start(&["-i", interval, &name]);
+    (open, name, served)
+}
 
 #[test]
 fn an_open_and_a_closed_port_show_up_and_down_on_health_and_metrics() {
@@ -41,17 +50,17 @@ fn an_open_and_a_closed_port_show_up_and_down_on_health_and_metrics() {
     );
     assert!(
         metrics
-            .body
+            .text()
             .contains(&format!("tcp_shaker_target_up{{target=\"{open_name}\"}} 1")),
         "{}",
-        metrics.body
+        metrics.text()
     );
     assert!(
-        metrics.body.contains(&format!(
+        metrics.text().contains(&format!(
             "tcp_shaker_target_up{{target=\"{closed_name}\"}} 0"
         )),
         "{}",
-        metrics.body
+        metrics.text()
     );
     assert!(served.stop().success());
 }
@@ -110,7 +119,7 @@ fn health_answers_until(
     let mut api_states = BTreeSet::new();
     loop {
         let response = served.get(&format!("/health/{name}"));
-        let answer = (response.status, response.body.trim_end().to_owned());
+        let answer = (response.status, response.text().trim_end().to_owned());
         if seen.last() != Some(&answer) {
             seen.push(answer);
         }
@@ -345,7 +354,7 @@ fn health_is_200_only_while_every_target_is_up() {
     ]);
     let health = || {
         let response = served.get("/health");
-        (response.status, response.body)
+        (response.status, response.text())
     };
     assert_eq!(health().0, 503, "before any check, nothing is up");
     poll_until("the open target up", GENEROUS, || {
@@ -360,7 +369,7 @@ fn health_is_200_only_while_every_target_is_up() {
     assert_eq!(health(), (200, "2 of 2 targets up\n".to_owned()));
     let late_health = served.get(&format!("/health/{late_name}"));
     assert_eq!(late_health.status, 200);
-    assert_eq!(late_health.body, format!("{late_name} UP\n"));
+    assert_eq!(late_health.text(), format!("{late_name} UP\n"));
     assert_eq!(
         late_health.header("content-type"),
         Some("text/plain; charset=utf-8")
@@ -372,22 +381,19 @@ fn health_is_200_only_while_every_target_is_up() {
     assert_eq!(health(), (503, "1 of 2 targets up\n".to_owned()));
     let down = served.get(&format!("/health/{open_name}"));
     assert_eq!(
-        (down.status, down.body),
+        (down.status, down.text()),
         (503, format!("{open_name} DOWN\n"))
     );
     let unknown = served.get("/health/127.0.0.1:1");
     assert_eq!(unknown.status, 404);
-    assert_contains(&unknown.body, "/api/targets");
+    assert_contains(&unknown.text(), "/api/targets");
     assert!(served.stop().success());
 }
 
 #[test]
 fn health_of_one_target_finds_names_with_brackets_slashes_and_spaces() {
     let Ok(v6) = TcpListener::bind("[::1]:0") else {
-        skip(
-            "health_of_one_target_finds_names_with_brackets_slashes_and_spaces",
-            "no IPv6 loopback (::1)",
-        );
+        skip("no IPv6 loopback (::1)");
         return;
     };
     let v6_name = v6.local_addr().unwrap().to_string();
@@ -419,23 +425,28 @@ fn health_of_one_target_finds_names_with_brackets_slashes_and_spaces() {
     });
     let written = served.get(&format!("/health/{v6_name}"));
     assert_eq!(
-        written.status, 200,
-        "/health/{v6_name} as written: {written:?}"
+        written.status,
+        200,
+        "/health/{v6_name} as written: {}",
+        shown(&written)
     );
-    assert_eq!(written.body, format!("{v6_name} UP\n"));
+    assert_eq!(written.text(), format!("{v6_name} UP\n"));
     let encoded = served.get(&encoded);
     assert_eq!(
-        (encoded.status, encoded.body),
+        (encoded.status, encoded.text()),
         (200, format!("{v6_name} UP\n"))
     );
     poll_until("web/front up", GENEROUS, || {
         (served.get("/health/web/front").status == 200).then_some(())
     });
-    assert_eq!(served.get("/health/web/front").body, "web/front UP\n");
+    assert_eq!(served.get("/health/web/front").text(), "web/front UP\n");
     assert_eq!(served.get("/health/web%2Ffront").status, 200);
     assert_eq!(served.get("/health/web").status, 404);
     let spaced = served.get("/health/my%20db");
-    assert_eq!((spaced.status, spaced.body), (200, "my db UP\n".to_owned()));
+    assert_eq!(
+        (spaced.status, spaced.text()),
+        (200, "my db UP\n".to_owned())
+    );
     assert_eq!(served.get("/health/%5B%3A%3A1%5D%3A1").status, 404);
     assert!(served.stop().success());
 }
@@ -752,9 +763,7 @@ fn sighup_keeps_unchanged_targets_state_and_refuses_broken_configs() {
 
 #[test]
 fn sighup_without_a_config_file_changes_nothing() {
-    let open = TcpListener::bind("127.0.0.1:0").unwrap();
-    let name = open.local_addr().unwrap().to_string();
-    let served = Served::start(&["-i", "100ms", &name]);
+    let (_open, name, served) = serving_one_open_port("100ms");
     served.signal(libc::SIGHUP);
     served.wait_for_log("SIGHUP: no --config file to read again", 1, GENEROUS);
     assert_eq!(target_names(&served), std::slice::from_ref(&name));
@@ -771,10 +780,8 @@ fn sighup_without_a_config_file_changes_nothing() {
 
 #[test]
 fn sigterm_exits_0_and_the_checked_application_never_accepted_a_connection() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (listener, name, served) = serving_one_open_port("50ms");
     listener.set_nonblocking(true).unwrap();
-    let name = listener.local_addr().unwrap().to_string();
-    let served = Served::start(&["-i", "50ms", &name]);
     let open_checks =
         format!("tcp_shaker_target_checks_total{{target=\"{name}\",outcome=\"open\"}}");
     poll_until("five open checks", GENEROUS, || {
@@ -804,9 +811,7 @@ fn sigterm_exits_0_and_the_checked_application_never_accepted_a_connection() {
 
 #[test]
 fn sigint_exits_0() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let name = listener.local_addr().unwrap().to_string();
-    let served = Served::start(&["-i", "100ms", &name]);
+    let (_listener, _, served) = serving_one_open_port("100ms");
     let (status, log) = served.stop_with_log(libc::SIGINT);
     assert_eq!(status.code(), Some(0), "{log}");
     assert_contains(&log, "stopping: ");
@@ -1025,16 +1030,21 @@ fn garbage_and_huge_requests_get_a_4xx_or_a_closed_connection_and_health_still_a
                 response.status < 500,
                 "{what}: a server error: {} {}",
                 response.status,
-                response.body
+                response.text()
             );
         }
         if let Some(due) = due {
             let status = answer.as_ref().map(|response| response.status);
-            assert_eq!(status, Some(due), "{what}: {answer:?}");
+            assert_eq!(
+                status,
+                Some(due),
+                "{what}: {:?}",
+                answer.as_ref().map(shown)
+            );
         }
         let health = served.get("/health");
         assert_eq!(
-            (health.status, health.body.as_str()),
+            (health.status, health.text().as_str()),
             (503, "0 of 1 targets up\n"),
             "/health after {what}"
         );
@@ -1045,21 +1055,19 @@ fn garbage_and_huge_requests_get_a_4xx_or_a_closed_connection_and_health_still_a
 
 #[test]
 fn probe_without_an_allowlist_or_with_bad_parameters_is_refused_with_a_reason() {
-    let open = TcpListener::bind("127.0.0.1:0").unwrap();
-    let name = open.local_addr().unwrap().to_string();
-    let served = Served::start(&["-i", "1s", &name]);
+    let (open, name, served) = serving_one_open_port("1s");
     let forbidden = served.get(&format!("/probe?target={name}"));
-    assert_eq!(forbidden.status, 403, "{forbidden:?}");
-    assert_contains(&forbidden.body, "--probe-allow");
+    assert_eq!(forbidden.status, 403, "{}", shown(&forbidden));
+    assert_contains(&forbidden.text(), "--probe-allow");
     let missing = served.get("/probe");
     assert_eq!(missing.status, 400);
-    assert_contains(&missing.body, "the target parameter is missing");
+    assert_contains(&missing.text(), "the target parameter is missing");
     assert_eq!(served.get("/probe?target=").status, 400);
     assert_eq!(served.get("/probe?module=tcp_connect").status, 400);
     let module = served.get(&format!("/probe?target={name}&module=nope"));
     assert_eq!(module.status, 400);
-    assert_contains(&module.body, "unknown module \"nope\"");
-    assert_contains(&module.body, "tcp_connect");
+    assert_contains(&module.text(), "unknown module \"nope\"");
+    assert_contains(&module.text(), "tcp_connect");
     let twice = served.get(&format!("/probe?target={name}&target={name}"));
     assert_eq!(twice.status, 400);
     assert!(served.stop().success());
@@ -1087,9 +1095,7 @@ fn families(exposition: &str) -> BTreeSet<&str> {
 
 #[test]
 fn two_thousand_scrapes_over_two_hundred_connections_all_get_every_family() {
-    let open = TcpListener::bind("127.0.0.1:0").unwrap();
-    let name = open.local_addr().unwrap().to_string();
-    let served = Served::start(&["-i", "100ms", &name]);
+    let (_open, name, served) = serving_one_open_port("100ms");
     wait_for_a_check(&served, &name);
     let expected: BTreeSet<String> = families(&served.metrics())
         .into_iter()
@@ -1105,7 +1111,7 @@ fn two_thousand_scrapes_over_two_hundred_connections_all_get_every_family() {
                     (0..10)
                         .map(|_| {
                             let response = get(address, "/metrics", &[]);
-                            let found = families(&response.body)
+                            let found = families(&response.text())
                                 .into_iter()
                                 .map(str::to_owned)
                                 .collect();
@@ -1140,9 +1146,7 @@ fn two_thousand_scrapes_over_two_hundred_connections_all_get_every_family() {
 #[test]
 fn a_client_sending_a_byte_a_second_neither_holds_up_others_nor_stays_connected() {
     // The service gives a client 10 s for its request's headers (HEADER_DEADLINE).
-    let open = TcpListener::bind("127.0.0.1:0").unwrap();
-    let name = open.local_addr().unwrap().to_string();
-    let served = Served::start(&["-i", "1s", &name]);
+    let (_open, name, served) = serving_one_open_port("1s");
     let request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
     let connected = Instant::now();
     let mut slow: Vec<TcpStream> = (0..20)
@@ -1212,9 +1216,7 @@ fn a_client_sending_a_byte_a_second_neither_holds_up_others_nor_stays_connected(
 
 #[test]
 fn metrics_speak_openmetrics_when_asked_and_prometheus_text_otherwise() {
-    let open = TcpListener::bind("127.0.0.1:0").unwrap();
-    let name = open.local_addr().unwrap().to_string();
-    let served = Served::start(&["-i", "100ms", &name]);
+    let (_open, name, served) = serving_one_open_port("100ms");
     wait_for_a_check(&served, &name);
     let openmetrics = served.get_with(
         "/metrics",
@@ -1226,13 +1228,16 @@ fn metrics_speak_openmetrics_when_asked_and_prometheus_text_otherwise() {
         Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
     assert!(
-        openmetrics.body.ends_with("# EOF\n"),
+        openmetrics.text().ends_with("# EOF\n"),
         "{}",
-        openmetrics.body
+        openmetrics.text()
     );
-    assert_contains(&openmetrics.body, "# TYPE tcp_shaker_target_checks counter");
     assert_contains(
-        &openmetrics.body,
+        &openmetrics.text(),
+        "# TYPE tcp_shaker_target_checks counter",
+    );
+    assert_contains(
+        &openmetrics.text(),
         "# UNIT tcp_shaker_target_check_duration_seconds seconds",
     );
     let prometheus_accept = served.get_with(
@@ -1262,11 +1267,14 @@ fn metrics_speak_openmetrics_when_asked_and_prometheus_text_otherwise() {
             Some("text/plain; version=0.0.4; charset=utf-8"),
             "{why}"
         );
-        assert!(!text.body.contains("# EOF"), "{why}: {}", text.body);
-        assert!(!text.body.contains("# UNIT"), "{why}: {}", text.body);
-        assert_contains(&text.body, "# TYPE tcp_shaker_target_checks_total counter");
+        assert!(!text.text().contains("# EOF"), "{why}: {}", text.text());
+        assert!(!text.text().contains("# UNIT"), "{why}: {}", text.text());
         assert_contains(
-            &text.body,
+            &text.text(),
+            "# TYPE tcp_shaker_target_checks_total counter",
+        );
+        assert_contains(
+            &text.text(),
             "# TYPE tcp_shaker_target_transitions_total counter",
         );
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::common::{
     BoundSocket, TempFile, assert_contains, assert_field, assert_fields, json_lines, listener,
-    open_and_closed, run_checker, stderr, stdout, tcp_checker,
+    run_checker, run_on_open_and_closed, stderr, stdout, tcp_checker,
 };
 
 /// The number in `(N checks)` or `(1 check)` of a wait line.
@@ -120,14 +120,7 @@ fn a_command_that_cannot_start_exits_with_127() {
 
 #[test]
 fn waiting_in_json_reports_each_attempt_and_each_target() {
-    let (_listener, open, closed) = open_and_closed();
-    let output = run_checker([
-        "--json",
-        "--wait",
-        "300ms",
-        &open.to_string(),
-        &closed.address.to_string(),
-    ]);
+    let (output, open, closed) = run_on_open_and_closed(&["--json", "--wait", "300ms"]);
     assert_eq!(output.status.code(), Some(1));
     let lines = json_lines(&output);
     let opened = lines.iter().find(|line| line["type"] == "open").unwrap();
@@ -155,7 +148,7 @@ fn waiting_in_json_reports_each_attempt_and_each_target() {
     assert!(not_open["last_error"].is_null());
     let attempts = lines
         .iter()
-        .filter(|line| line["type"] == "check" && line["target"] == closed.address.to_string())
+        .filter(|line| line["type"] == "check" && line["target"] == closed.to_string())
         .count() as u64;
     assert_eq!(not_open["checks"].as_u64(), Some(attempts));
     let summary = lines.last().unwrap();

@@ -22,10 +22,22 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use shaker_wire::netns::Namespace;
 
-use super::{TempDir, skip_without_tool};
+use super::{TempDir, Tool};
 
 /// How to get the browser and its driver.
 const INSTALL: &str = "apt-get install --no-install-recommends chromium chromium-driver";
+
+/// The browser.
+const CHROMIUM: Tool = Tool {
+    command: &["chromium", "--version"],
+    install: INSTALL,
+};
+
+/// Its WebDriver.
+const CHROMEDRIVER: Tool = Tool {
+    command: &["chromedriver", "--version"],
+    install: INSTALL,
+};
 
 /// chromedriver's port, inside the test's own namespace (where nothing else listens).
 const DRIVER_PORT: u16 = 9515;
@@ -33,11 +45,10 @@ const DRIVER_PORT: u16 = 9515;
 /// WebDriver's key for an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// Returns true, after reporting the skip (a failure under `TCP_SHAKER_NO_SKIP=1`), when
-/// Chromium or chromedriver cannot be run.
-pub fn skip_without_browser(test: &str) -> bool {
-    skip_without_tool(test, &["chromium", "--version"], INSTALL)
-        || skip_without_tool(test, &["chromedriver", "--version"], INSTALL)
+/// Returns true, after reporting the skip of the running test (a failure under
+/// `TCP_SHAKER_NO_SKIP=1`), when Chromium or chromedriver cannot be run.
+pub fn skip_without_browser() -> bool {
+    CHROMIUM.missing() || CHROMEDRIVER.missing()
 }
 
 /// `program` as found on `PATH`.

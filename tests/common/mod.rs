@@ -102,6 +102,19 @@ pub fn open_and_closed() -> (TcpListener, SocketAddr, BoundSocket) {
     (listener, open, BoundSocket::bind(0).unwrap())
 }
 
+/// Runs the binary under test to its end with `args` followed by an open loopback port and a
+/// closed one (each kept so until it has exited); its output, and the two ports' addresses.
+pub fn run_on_open_and_closed(args: &[&str]) -> (Output, SocketAddr, SocketAddr) {
+    let (_listener, open, closed) = open_and_closed();
+    let (open_name, closed_name) = (open.to_string(), closed.address.to_string());
+    let output = run_checker(
+        args.iter()
+            .copied()
+            .chain([open_name.as_str(), &closed_name]),
+    );
+    (output, open, closed.address)
+}
+
 /// An IPv4 TCP socket bound to a loopback port but not listening: checks of that port find it
 /// closed, and no other process can take the port while the socket lives.
 pub struct BoundSocket {
@@ -211,30 +224,47 @@ pub fn consecutive_ports(count: u16) -> Vec<BoundSocket> {
     panic!("no {count} consecutive free loopback ports");
 }
 
-pub use shaker_wire::skip::skip;
+pub use shaker_wire::skip::{skip, skip_unless_root};
 
-/// Returns true, after reporting the skip, when `command` (a program and its arguments, such as
-/// its `--version`) cannot be run or fails: the tool the test needs is missing. `install` says how
-/// to get it.
-pub fn skip_without_tool(test: &str, command: &[&str], install: &str) -> bool {
-    let Some((program, args)) = command.split_first() else {
-        panic!("{test}: no command to look for");
-    };
-    let runs = Process::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !runs {
-        skip(test, &format!("needs `{}` ({install})", command.join(" ")));
+pub use shaker_wire::skip::test_name;
+
+/// A program a test needs: the command that finds it (the program and its arguments, such as its
+/// `--version`) and how to install it.
+pub struct Tool {
+    pub command: &'static [&'static str],
+    pub install: &'static str,
+}
+
+/// nftables' `nft`, for rules that drop a port's packets.
+pub const NFT: Tool = Tool {
+    command: &["nft", "--version"],
+    install: "apt-get install --no-install-recommends nftables",
+};
+
+impl Tool {
+    /// Returns true, after reporting the skip of the running test, when the tool's command cannot
+    /// be run or fails.
+    pub fn missing(&self) -> bool {
+        let Some((program, args)) = self.command.split_first() else {
+            panic!("a tool with no command to look for");
+        };
+        let runs = Process::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !runs {
+            let needs = format!("needs `{}` ({})", self.command.join(" "), self.install);
+            skip(&needs);
+        }
+        !runs
     }
-    !runs
 }
 
 /// A directory in the temporary directory, removed with its contents when dropped.
 pub struct TempDir {
-    pub path: PathBuf,
+    path: PathBuf,
 }
 
 impl TempDir {
@@ -259,35 +289,33 @@ impl Drop for TempDir {
     }
 }
 
-/// A file in the temporary directory, removed when dropped.
+/// A file named `name` in a [`TempDir`] of its own, removed with it when dropped.
 pub struct TempFile {
-    pub path: PathBuf,
+    path: PathBuf,
+    _dir: TempDir,
 }
 
 impl TempFile {
+    /// The file, holding `contents`.
     pub fn new(name: &str, contents: &str) -> TempFile {
-        let path =
-            std::env::temp_dir().join(format!("tcp-checker-test-{}-{name}", std::process::id()));
-        std::fs::write(&path, contents).unwrap();
-        TempFile { path }
+        let file = TempFile::reserved(name);
+        std::fs::write(&file.path, contents)
+            .unwrap_or_else(|error| panic!("writing {}: {error}", file.path.display()));
+        file
     }
 
     /// A path for a file the test expects someone else to create (or not).
     pub fn reserved(name: &str) -> TempFile {
-        let path =
-            std::env::temp_dir().join(format!("tcp-checker-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        TempFile { path }
+        let dir = TempDir::new(name);
+        TempFile {
+            path: dir.path().join(name),
+            _dir: dir,
+        }
     }
 
+    /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

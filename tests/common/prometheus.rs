@@ -3,7 +3,7 @@
 //! of an exposition, and a Prometheus server inside a namespace with its HTTP API.
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -11,20 +11,45 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shaker_wire::netns::Namespace;
-use shaker_wire::skip::skip_unless_root;
 
 use super::serve::{self, Response};
+use super::{BoundSocket, Tool, skip_unless_root};
 
 /// Where `ip netns exec` looks for a namespace's own copies of files under `/etc`.
 const NETNS_ETC: &str = "/etc/netns";
 
 /// A fresh network namespace (only `lo`, up) named `<prefix><pid>-<n>`, or `None` after
-/// reporting the skip of `test` when not root (a failure under `TCP_SHAKER_NO_SKIP=1`).
-pub fn namespace_or_skip(test: &str, prefix: &str) -> Option<Namespace> {
-    if skip_unless_root(test, "a network namespace to probe in") {
+/// reporting the skip of the running test when not root or when one of `tools` is missing (a
+/// failure under `TCP_SHAKER_NO_SKIP=1`).
+pub fn namespace_or_skip(prefix: &str, tools: &[Tool]) -> Option<Namespace> {
+    let needs = "a network namespace to probe in";
+    if skip_unless_root(needs) || tools.iter().any(Tool::missing) {
         return None;
     }
-    Some(Namespace::create(prefix).unwrap_or_else(|error| panic!("{test}: {error}")))
+    Some(
+        Namespace::create(prefix)
+            .unwrap_or_else(|error| panic!("creating a network namespace: {error}")),
+    )
+}
+
+/// A listener on 127.0.0.1 inside `namespace` (port 0: an ephemeral one), and its address.
+pub fn listener_in(namespace: &Namespace, port: u16) -> (TcpListener, SocketAddr) {
+    let listener = namespace
+        .run(|| TcpListener::bind(("127.0.0.1", port)))
+        .expect("entering the namespace")
+        .expect("listening inside the namespace");
+    let address = listener
+        .local_addr()
+        .expect("the address of a listener inside the namespace");
+    (listener, address)
+}
+
+/// A closed port on 127.0.0.1 inside `namespace`: bound, not listening.
+pub fn closed_in(namespace: &Namespace) -> BoundSocket {
+    namespace
+        .run(|| BoundSocket::bind(0))
+        .expect("entering the namespace")
+        .expect("binding inside the namespace")
 }
 
 /// `text` percent-encoded for a query string: everything but letters, digits and `-._~`.
@@ -42,8 +67,9 @@ pub fn query_encode(text: &str) -> String {
 /// The value of the sample `name` in `response`, which must be a 200; panics, showing the
 /// response, if it is not or the sample is missing.
 pub fn expect_sample(response: &Response, name: &str) -> f64 {
-    assert_eq!(response.status, 200, "{response:?}");
-    serve::sample(&response.body, name).unwrap_or_else(|| panic!("no {name} in\n{}", response.body))
+    assert_eq!(response.status, 200, "{}", serve::shown(response));
+    serve::sample(&response.text(), name)
+        .unwrap_or_else(|| panic!("no {name} in\n{}", response.text()))
 }
 
 /// A namespace's own `/etc/hosts` (`/etc/netns/NAME/hosts`, which `ip netns exec` mounts over
@@ -165,8 +191,8 @@ impl<'ns> Prometheus<'ns> {
         let path = format!("/api/v1/{path}");
         let response = get_in(self.namespace, self.address, &path)
             .unwrap_or_else(|| panic!("prometheus does not listen on {}", self.address));
-        let answer: Value = serde_json::from_str(&response.body)
-            .unwrap_or_else(|error| panic!("{path}: {error}: {response:?}"));
+        let answer: Value = serde_json::from_slice(&response.body)
+            .unwrap_or_else(|error| panic!("{path}: {error}: {}", serve::shown(&response)));
         assert_eq!(answer["status"], "success", "{path}: {answer}");
         answer["data"].clone()
     }

@@ -15,33 +15,17 @@ use shaker_wire::netns::Namespace;
 /// How long the service has to start and say where it listens.
 const START_DEADLINE: Duration = Duration::from_secs(20);
 
-/// An HTTP response, as the tests read it.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    /// Header names in lower case, with their values.
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
+/// An HTTP response, as the tests read it: the benchmark's client's.
+pub use shaker_bench::Response;
 
-impl From<shaker_bench::Response> for Response {
-    fn from(response: shaker_bench::Response) -> Response {
-        Response {
-            body: response.text(),
-            status: response.status,
-            headers: response.headers,
-        }
-    }
-}
-
-impl Response {
-    /// The value of header `name` (lower case), if present.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
+/// `response` as a failure message shows it: its status, its headers, and its body as text.
+pub fn shown(response: &Response) -> String {
+    format!(
+        "{} {:?}\n{}",
+        response.status,
+        response.headers,
+        response.text()
+    )
 }
 
 /// Everything a service has logged so far, and a signal for each line added.
@@ -171,7 +155,7 @@ impl<'ns> Served<'ns> {
     /// Waits until the service answers `GET /`.
     fn wait_until_serving(&self) {
         let index = self.get("/");
-        assert_eq!(index.status, 200, "GET / while starting: {index:?}");
+        assert_eq!(index.status, 200, "GET / while starting: {}", shown(&index));
     }
 
     /// Everything it has logged so far.
@@ -226,20 +210,20 @@ impl<'ns> Served<'ns> {
     /// The body of `GET /metrics`, which must answer 200.
     pub fn metrics(&self) -> String {
         let response = self.get("/metrics");
-        assert_eq!(response.status, 200, "/metrics: {response:?}");
-        response.body
+        assert_eq!(response.status, 200, "/metrics: {}", shown(&response));
+        response.text()
     }
 
     /// `GET /api/targets`, parsed: one JSON object per target.
     pub fn targets(&self) -> Vec<Value> {
         let response = self.get("/api/targets");
-        assert_eq!(response.status, 200, "/api/targets: {response:?}");
+        assert_eq!(response.status, 200, "/api/targets: {}", shown(&response));
         assert_eq!(response.header("content-type"), Some("application/json"));
-        match serde_json::from_str(&response.body) {
+        match serde_json::from_slice(&response.body) {
             Ok(Value::Array(targets)) => targets,
             other => panic!(
                 "/api/targets is not a JSON array ({other:?}): {}",
-                response.body
+                response.text()
             ),
         }
     }
@@ -393,9 +377,8 @@ pub fn send_raw(address: SocketAddr, bytes: &[u8]) -> Option<Response> {
         }
     }
     (!raw.is_empty()).then(|| {
-        let response = shaker_bench::read_response(&mut raw.as_slice())
-            .unwrap_or_else(|error| panic!("{error} in the answer {raw:?}"));
-        Response::from(response)
+        shaker_bench::read_response(&mut raw.as_slice())
+            .unwrap_or_else(|error| panic!("{error} in the answer {raw:?}"))
     })
 }
 
@@ -403,6 +386,5 @@ pub fn send_raw(address: SocketAddr, bytes: &[u8]) -> Option<Response> {
 /// or to the end: the benchmark's client).
 pub fn get(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     shaker_bench::get(address, path, headers)
-        .map(Response::from)
         .unwrap_or_else(|error| panic!("GET {path} from {address}: {error}"))
 }

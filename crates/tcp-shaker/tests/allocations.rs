@@ -60,7 +60,7 @@ fn run(batch: &mut tcp_shaker::Batch, target: std::net::SocketAddr, checks: u64,
 
 #[test]
 fn a_batch_of_ip_checks_allocates_nothing_per_check() {
-    if !child::alone("allocations::a_batch_of_ip_checks_allocates_nothing_per_check") {
+    if !child::alone() {
         return;
     }
     let listener = common::open_listener();

@@ -189,8 +189,7 @@ fn back_pressure_without_room_to_start_is_not_started_never_a_timeout() {
 /// port is open (ours), every other is closed, none times out.
 #[test]
 fn a_scan_of_every_loopback_port_has_no_timeout() {
-    const TEST: &str = "deadlines::a_scan_of_every_loopback_port_has_no_timeout";
-    let Some(namespace) = netns::NetNs::for_test(TEST, &["ip"]) else {
+    let Some(namespace) = netns::NetNs::for_test(&["ip"]) else {
         return;
     };
     let listener = namespace.run(common::open_listener);

@@ -12,6 +12,7 @@
 use crate::common;
 use crate::common::child;
 use crate::common::netns;
+use shaker_wire::skip::skip;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -21,7 +22,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use shaker_wire::skip::skip;
 use tcp_shaker::{CheckError, CheckOptions, Checker, ErrorKind, Outcome, Phase, Report};
 
 const LOCALHOST_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -478,16 +478,15 @@ fn localhost_in_etc_hosts() -> bool {
 /// twelve time out resolving, saying so.
 #[test]
 fn a_dead_dns_server_delays_only_its_names() {
-    const TEST: &str = "dns::a_dead_dns_server_delays_only_its_names";
     if let Some(reason) = netns::lookups_escape_namespaces() {
-        skip(TEST, &reason);
+        skip(&reason);
         return;
     }
     if !localhost_in_etc_hosts() {
-        skip(TEST, "/etc/hosts has no `127.0.0.1 localhost` line");
+        skip("/etc/hosts has no `127.0.0.1 localhost` line");
         return;
     }
-    let Some(namespace) = netns::NetNs::for_test(TEST, &["ip"]) else {
+    let Some(namespace) = netns::NetNs::for_test(&["ip"]) else {
         return;
     };
     let _resolv_conf = NetnsResolvConf::write(

@@ -48,6 +48,19 @@ fn next(seen: &Receiver<Seen>) -> Seen {
         .expect("a check within 10 s")
 }
 
+/// The next `count` checks that succeeded (`success`) or failed (not `success`), passing over
+/// the others: checks already on their way when the port changed.
+fn next_judged(seen: &Receiver<Seen>, success: bool, count: usize) -> Vec<Seen> {
+    let mut judged = Vec::new();
+    while judged.len() < count {
+        let check = next(seen);
+        if check.success == Some(success) {
+            judged.push(check);
+        }
+    }
+    judged
+}
+
 const FAST: Policy = Policy {
     interval: Duration::from_millis(100),
     fast_interval: Some(Duration::from_millis(40)),
@@ -70,13 +83,7 @@ fn a_port_that_closes_goes_down_after_fall_failures_and_up_after_rise_successes(
     assert_eq!((first.success, first.health.as_str()), (Some(true), "UP"));
     drop(listener);
     // Checks already on their way may still find the port open.
-    let mut failures = Vec::new();
-    while failures.len() < 3 {
-        let check = next(&seen);
-        if check.success == Some(false) {
-            failures.push(check);
-        }
-    }
+    let failures = next_judged(&seen, false, 3);
     let states: Vec<&str> = failures.iter().map(|f| f.health.as_str()).collect();
     assert_eq!(states, ["UP 2/3", "UP 1/3", "DOWN"]);
     // While going down, checks come at the fast interval, not the settled one.
@@ -93,13 +100,7 @@ fn a_port_that_closes_goes_down_after_fall_failures_and_up_after_rise_successes(
     );
 
     let _reopened = listener_on(address, 128);
-    let mut successes = Vec::new();
-    while successes.len() < 2 {
-        let check = next(&seen);
-        if check.success == Some(true) {
-            successes.push(check);
-        }
-    }
+    let successes = next_judged(&seen, true, 2);
     let states: Vec<&str> = successes.iter().map(|s| s.health.as_str()).collect();
     assert_eq!(states, ["DOWN 1/2", "UP"]);
     let status = monitor.status(id).unwrap();

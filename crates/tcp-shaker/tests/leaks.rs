@@ -39,10 +39,10 @@ struct Scene {
 }
 
 impl Scene {
-    /// The scene, in a child process where the test `test` runs [`child::alone`]; `None` in
+    /// The scene, in a child process where the running test runs [`child::alone`]; `None` in
     /// the parent, once that child has passed.
-    fn alone(test: &str) -> Option<Scene> {
-        child::alone(test).then(Scene::new)
+    fn alone() -> Option<Scene> {
+        child::alone().then(Scene::new)
     }
 
     fn new() -> Scene {
@@ -92,10 +92,10 @@ impl Scene {
     }
 }
 
-/// [`fd_counting`], in a child process where the test `test` runs [`child::alone`]; `None` in
+/// [`fd_counting`], in a child process where the running test runs [`child::alone`]; `None` in
 /// the parent, once that child has passed.
-fn fd_counting_alone(test: &str) -> Option<FdCounting> {
-    child::alone(test).then(fd_counting)
+fn fd_counting_alone() -> Option<FdCounting> {
+    child::alone().then(fd_counting)
 }
 
 /// Waits for the other tests of this binary to finish counting. Take it first, so that it is
@@ -189,9 +189,7 @@ fn futures_in_flight(
 
 #[test]
 fn a_hundred_thousand_checks_leave_no_descriptor_open() {
-    let Some(_counting) =
-        fd_counting_alone("leaks::a_hundred_thousand_checks_leave_no_descriptor_open")
-    else {
+    let Some(_counting) = fd_counting_alone() else {
         return;
     };
     const CHECKS: u64 = 100_000;
@@ -261,7 +259,7 @@ fn a_hundred_thousand_checks_leave_no_descriptor_open() {
 
 #[test]
 fn dropping_futures_mid_check_closes_their_sockets() {
-    let Some(scene) = Scene::alone("leaks::dropping_futures_mid_check_closes_their_sockets") else {
+    let Some(scene) = Scene::alone() else {
         return;
     };
     const CHECKS: usize = 500;
@@ -292,9 +290,7 @@ fn dropping_futures_mid_check_closes_their_sockets() {
 
 #[test]
 fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
-    let Some(scene) = Scene::alone(
-        "leaks::stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything",
-    ) else {
+    let Some(scene) = Scene::alone() else {
         return;
     };
     const THREADS: usize = 8;
@@ -375,9 +371,7 @@ fn stopping_a_checker_with_blocked_checks_fails_them_and_closes_everything() {
 
 #[test]
 fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
-    let Some(scene) =
-        Scene::alone("leaks::stopping_a_checker_under_a_batch_and_futures_answers_them_stopped")
-    else {
+    let Some(scene) = Scene::alone() else {
         return;
     };
     const BATCHED: u64 = 50;
@@ -440,9 +434,7 @@ fn stopping_a_checker_under_a_batch_and_futures_answers_them_stopped() {
 /// goes, the loop stops and closes every socket, long before the checks' deadlines.
 #[test]
 fn dropping_every_handle_with_checks_in_flight_closes_everything() {
-    let Some(_counting) =
-        fd_counting_alone("leaks::dropping_every_handle_with_checks_in_flight_closes_everything")
-    else {
+    let Some(_counting) = fd_counting_alone() else {
         return;
     };
     const BATCHED: u64 = 50;
@@ -503,7 +495,7 @@ fn dropping_every_handle_with_checks_in_flight_closes_everything() {
 /// A dropped batch cancels its checks: their sockets close at once, long before their deadline.
 #[test]
 fn a_dropped_batch_closes_its_sockets_at_once() {
-    let Some(scene) = Scene::alone("leaks::a_dropped_batch_closes_its_sockets_at_once") else {
+    let Some(scene) = Scene::alone() else {
         return;
     };
     const BATCHED: u64 = 50;
@@ -525,8 +517,7 @@ fn a_dropped_batch_closes_its_sockets_at_once() {
 /// whole of its own timeout: the wait for a socket slot is not the target's time.
 #[test]
 fn a_flood_of_checks_is_held_to_max_sockets() {
-    let Some(_counting) = fd_counting_alone("leaks::a_flood_of_checks_is_held_to_max_sockets")
-    else {
+    let Some(_counting) = fd_counting_alone() else {
         return;
     };
     const MAX_SOCKETS: usize = 8;

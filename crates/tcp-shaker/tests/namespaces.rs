@@ -23,11 +23,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shaker_wire::skip::skip;
 use socket2::{Domain, Socket, Type};
 use tcp_shaker::{Checker, ErrorKind, Outcome, Report};
 
 use crate::common::netns::NetNs;
+use shaker_wire::skip::skip;
 
 /// Long enough that an outcome before it is the network's answer, not the deadline's.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -183,8 +183,8 @@ fn assert_unreachable_at_once(namespace: &NetNs, target: &str, errno: i32) {
 /// With a route of type `route` (`unreachable`, `prohibit`) to a documentation range, for IPv4
 /// and IPv6, `connect()` fails at once with `errno` and a check of an address there is
 /// unreachable.
-fn assert_route_is_unreachable(test: &str, route: &str, errno: i32) {
-    let Some(namespace) = NetNs::for_test(test, &["ip"]) else {
+fn assert_route_is_unreachable(route: &str, errno: i32) {
+    let Some(namespace) = NetNs::for_test(&["ip"]) else {
         return;
     };
     namespace.exec(&["ip", "route", "add", route, "198.51.100.0/24"]);
@@ -195,26 +195,18 @@ fn assert_route_is_unreachable(test: &str, route: &str, errno: i32) {
 
 #[test]
 fn unreachable_route_is_unreachable() {
-    assert_route_is_unreachable(
-        "namespaces::unreachable_route_is_unreachable",
-        "unreachable",
-        libc::EHOSTUNREACH,
-    );
+    assert_route_is_unreachable("unreachable", libc::EHOSTUNREACH);
 }
 
 #[test]
 fn prohibit_route_is_unreachable() {
-    assert_route_is_unreachable(
-        "namespaces::prohibit_route_is_unreachable",
-        "prohibit",
-        libc::EACCES,
-    );
+    assert_route_is_unreachable("prohibit", libc::EACCES);
 }
 
 /// Without any route (the namespace has only `lo`), the kernel says "network unreachable".
 #[test]
 fn no_route_is_unreachable() {
-    let Some(namespace) = NetNs::for_test("namespaces::no_route_is_unreachable", &["ip"]) else {
+    let Some(namespace) = NetNs::for_test(&["ip"]) else {
         return;
     };
     assert_unreachable_at_once(&namespace, "192.0.2.1:80", libc::ENETUNREACH);
@@ -224,8 +216,8 @@ fn no_route_is_unreachable() {
 /// A listener inside the namespace that a rule on the output path rejects with an ICMP error.
 /// The error comes back as a packet after `connect()` has returned `EINPROGRESS`: the checker
 /// learns of it from `SO_ERROR` once the socket is ready.
-fn assert_rejection_is_unreachable(test: &str, v6: bool, reject: &str, errno: i32) {
-    let Some(namespace) = NetNs::for_test(test, &["ip", "nft"]) else {
+fn assert_rejection_is_unreachable(v6: bool, reject: &str, errno: i32) {
+    let Some(namespace) = NetNs::for_test(&["ip", "nft"]) else {
         return;
     };
     let listener = namespace.run(if v6 {
@@ -263,68 +255,38 @@ fn assert_rejection_is_unreachable(test: &str, v6: bool, reject: &str, errno: i3
 
 #[test]
 fn rejected_with_host_unreachable_v4_is_unreachable() {
-    assert_rejection_is_unreachable(
-        "namespaces::rejected_with_host_unreachable_v4_is_unreachable",
-        false,
-        "icmp type host-unreachable",
-        libc::EHOSTUNREACH,
-    );
+    assert_rejection_is_unreachable(false, "icmp type host-unreachable", libc::EHOSTUNREACH);
 }
 
 #[test]
 fn rejected_with_admin_prohibited_v4_is_unreachable() {
-    assert_rejection_is_unreachable(
-        "namespaces::rejected_with_admin_prohibited_v4_is_unreachable",
-        false,
-        "icmp type admin-prohibited",
-        libc::EHOSTUNREACH,
-    );
+    assert_rejection_is_unreachable(false, "icmp type admin-prohibited", libc::EHOSTUNREACH);
 }
 
 #[test]
 fn rejected_with_net_unreachable_v4_is_unreachable() {
-    assert_rejection_is_unreachable(
-        "namespaces::rejected_with_net_unreachable_v4_is_unreachable",
-        false,
-        "icmp type net-unreachable",
-        libc::ENETUNREACH,
-    );
+    assert_rejection_is_unreachable(false, "icmp type net-unreachable", libc::ENETUNREACH);
 }
 
 #[test]
 fn rejected_with_addr_unreachable_v6_is_unreachable() {
-    assert_rejection_is_unreachable(
-        "namespaces::rejected_with_addr_unreachable_v6_is_unreachable",
-        true,
-        "icmpv6 type addr-unreachable",
-        libc::EHOSTUNREACH,
-    );
+    assert_rejection_is_unreachable(true, "icmpv6 type addr-unreachable", libc::EHOSTUNREACH);
 }
 
 #[test]
 fn rejected_with_admin_prohibited_v6_is_unreachable() {
-    assert_rejection_is_unreachable(
-        "namespaces::rejected_with_admin_prohibited_v6_is_unreachable",
-        true,
-        "icmpv6 type admin-prohibited",
-        libc::EACCES,
-    );
+    assert_rejection_is_unreachable(true, "icmpv6 type admin-prohibited", libc::EACCES);
 }
 
 #[test]
 fn rejected_with_no_route_v6_is_unreachable() {
-    assert_rejection_is_unreachable(
-        "namespaces::rejected_with_no_route_v6_is_unreachable",
-        true,
-        "icmpv6 type no-route",
-        libc::ENETUNREACH,
-    );
+    assert_rejection_is_unreachable(true, "icmpv6 type no-route", libc::ENETUNREACH);
 }
 
 /// A listener inside the namespace whose SYNs a rule on `hook` drops: the check times out, no
 /// sooner than its deadline and not much later.
-fn assert_drop_times_out(test: &str, hook: &str, listen: fn() -> TcpListener) {
-    let Some(namespace) = NetNs::for_test(test, &["ip", "nft"]) else {
+fn assert_drop_times_out(hook: &str, listen: fn() -> TcpListener) {
+    let Some(namespace) = NetNs::for_test(&["ip", "nft"]) else {
         return;
     };
     let listener = namespace.run(listen);
@@ -356,29 +318,17 @@ fn assert_drop_times_out(test: &str, hook: &str, listen: fn() -> TcpListener) {
 
 #[test]
 fn dropped_on_input_v4_times_out() {
-    assert_drop_times_out(
-        "namespaces::dropped_on_input_v4_times_out",
-        "input",
-        common::open_listener,
-    );
+    assert_drop_times_out("input", common::open_listener);
 }
 
 #[test]
 fn dropped_on_input_v6_times_out() {
-    assert_drop_times_out(
-        "namespaces::dropped_on_input_v6_times_out",
-        "input",
-        common::open_listener_v6,
-    );
+    assert_drop_times_out("input", common::open_listener_v6);
 }
 
 #[test]
 fn dropped_on_output_v4_times_out() {
-    assert_drop_times_out(
-        "namespaces::dropped_on_output_v4_times_out",
-        "output",
-        common::open_listener,
-    );
+    assert_drop_times_out("output", common::open_listener);
 }
 
 /// Inside the namespace the configured nameserver has no route (or, on loopback, no server), so
@@ -387,12 +337,10 @@ fn dropped_on_output_v4_times_out() {
 #[test]
 fn unresolvable_name_is_a_resolve_error() {
     if let Some(reason) = netns::lookups_escape_namespaces() {
-        skip("namespaces::unresolvable_name_is_a_resolve_error", &reason);
+        skip(&reason);
         return;
     }
-    let Some(namespace) =
-        NetNs::for_test("namespaces::unresolvable_name_is_a_resolve_error", &["ip"])
-    else {
+    let Some(namespace) = NetNs::for_test(&["ip"]) else {
         return;
     };
     // The checker's resolver threads are started by its event loop, so they are inside too.
@@ -424,10 +372,7 @@ fn current_namespace() -> PathBuf {
 /// resolves names on threads inside the namespace too.
 #[test]
 fn listeners_inside_the_namespace_are_open() {
-    let Some(namespace) = NetNs::for_test(
-        "namespaces::listeners_inside_the_namespace_are_open",
-        &["ip"],
-    ) else {
+    let Some(namespace) = NetNs::for_test(&["ip"]) else {
         return;
     };
     let inside = [
@@ -482,10 +427,7 @@ fn listeners_inside_the_namespace_are_open() {
 #[test]
 fn a_check_that_connects_to_itself_is_closed() {
     const PORT: u16 = 40000;
-    let Some(namespace) = NetNs::for_test(
-        "namespaces::a_check_that_connects_to_itself_is_closed",
-        &["ip", "sh"],
-    ) else {
+    let Some(namespace) = NetNs::for_test(&["ip", "sh"]) else {
         return;
     };
     namespace.exec(&[

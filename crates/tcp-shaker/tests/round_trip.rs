@@ -33,7 +33,7 @@
 //! it each test reports a skip. The tests of this file run one at a time (they measure delays
 //! on a machine of two cores).
 
-use crate::common;
+use crate::common::{self};
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -243,8 +243,7 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 
 #[test]
 fn ten_thousand_checks_at_once_across_a_50_ms_round_trip_are_open_unaccepted_and_reset_at_once() {
-    let test = "round_trip::ten_thousand_checks_at_once_across_a_50_ms_round_trip_are_open_unaccepted_and_reset_at_once";
-    if skip_unless_root(test, "network namespaces, TUN devices and a capture") {
+    if skip_unless_root("network namespaces, TUN devices and a capture") {
         return;
     }
     let _serial = serial();
@@ -554,12 +553,12 @@ enum Network {
 
 /// Runs a kill test across `network`, one test at a time: the checker in its client
 /// namespace, the listener in its server namespace.
-fn kill_across(test: &str, network: Network, ending: Ending) {
+fn kill_across(network: Network, ending: Ending) {
     let needs = match network {
         Network::DelayLine => "network namespaces and TUN devices",
         Network::Veth => "network namespaces and a veth pair",
     };
-    if skip_unless_root(test, needs) {
+    if skip_unless_root(needs) {
         return;
     }
     let _serial = serial();
@@ -580,29 +579,17 @@ fn kill_across(test: &str, network: Network, ending: Ending) {
 
 #[test]
 fn a_checker_killed_across_the_delay_line_leaves_nothing_to_accept() {
-    kill_across(
-        "round_trip::a_checker_killed_across_the_delay_line_leaves_nothing_to_accept",
-        Network::DelayLine,
-        Ending::Kill,
-    );
+    kill_across(Network::DelayLine, Ending::Kill);
 }
 
 #[test]
 fn a_checker_frozen_then_killed_across_the_delay_line_leaves_nothing_to_accept() {
-    kill_across(
-        "round_trip::a_checker_frozen_then_killed_across_the_delay_line_leaves_nothing_to_accept",
-        Network::DelayLine,
-        Ending::FreezeThenKill,
-    );
+    kill_across(Network::DelayLine, Ending::FreezeThenKill);
 }
 
 #[test]
 fn a_checker_that_aborts_across_the_delay_line_leaves_nothing_to_accept() {
-    kill_across(
-        "round_trip::a_checker_that_aborts_across_the_delay_line_leaves_nothing_to_accept",
-        Network::DelayLine,
-        Ending::Abort,
-    );
+    kill_across(Network::DelayLine, Ending::Abort);
 }
 
 #[test]
@@ -617,20 +604,12 @@ fn a_checker_killed_or_frozen_then_killed_over_loopback_leaves_nothing_to_accept
 
 #[test]
 fn a_checker_killed_over_a_veth_pair_leaves_nothing_to_accept() {
-    kill_across(
-        "round_trip::a_checker_killed_over_a_veth_pair_leaves_nothing_to_accept",
-        Network::Veth,
-        Ending::Kill,
-    );
+    kill_across(Network::Veth, Ending::Kill);
 }
 
 #[test]
 fn a_checker_frozen_then_killed_over_a_veth_pair_leaves_nothing_to_accept() {
-    kill_across(
-        "round_trip::a_checker_frozen_then_killed_over_a_veth_pair_leaves_nothing_to_accept",
-        Network::Veth,
-        Ending::FreezeThenKill,
-    );
+    kill_across(Network::Veth, Ending::FreezeThenKill);
 }
 
 /// The kill tests' checker, run only in the child process (see the module documentation):

@@ -9,7 +9,7 @@
 //! Tests in this binary run in parallel and every capture sees all of `lo`, so each capture keeps
 //! only the port of its own listener, and connections are told apart by client address and port.
 
-use crate::common;
+use crate::common::{self, test_name};
 use shaker_wire as capture;
 
 use std::collections::BTreeMap;
@@ -128,11 +128,17 @@ fn assert_syn_synack_rst(connection: &Connection, all: &Conversations) {
     );
 }
 
-/// The whole RST-mode assertion, for `test` (skipped unless this process is root) and a listener
-/// opened by `listen`: every connection SYN, SYN-ACK, RST, one per check, and nothing for the
+/// Returns true, after reporting the skip of the running test, unless this process is root, as a
+/// capture on `lo` needs.
+fn skip_without_capture() -> bool {
+    skip_unless_root("an AF_PACKET capture on lo")
+}
+
+/// The whole RST-mode assertion, for a listener opened by `listen` (the test skipped unless this
+/// process is root): every connection SYN, SYN-ACK, RST, one per check, and nothing for the
 /// listener's application to accept.
-fn assert_every_check_half_open(test: &str, listen: fn() -> TcpListener) {
-    if skip_unless_root(test, "an AF_PACKET capture on lo") {
+fn assert_every_check_half_open(listen: fn() -> TcpListener) {
+    if skip_without_capture() {
         return;
     }
     let listener = listen();
@@ -140,7 +146,7 @@ fn assert_every_check_half_open(test: &str, listen: fn() -> TcpListener) {
     let conversations = capture_while(&listener, |target| {
         check_open(&checker, target, CHECKS, |_| CheckOptions::new(TIMEOUT));
     });
-    eprintln!("{test}: {:?}", tally(&conversations));
+    eprintln!("{}: {:?}", test_name(), tally(&conversations));
     let sent_by_clients = || {
         conversations
             .connections
@@ -168,18 +174,12 @@ fn assert_every_check_half_open(test: &str, listen: fn() -> TcpListener) {
 
 #[test]
 fn zero_linger_checks_are_syn_synack_rst_ipv4() {
-    assert_every_check_half_open(
-        "wire::zero_linger_checks_are_syn_synack_rst_ipv4",
-        common::open_listener,
-    );
+    assert_every_check_half_open(common::open_listener);
 }
 
 #[test]
 fn zero_linger_checks_are_syn_synack_rst_ipv6() {
-    assert_every_check_half_open(
-        "wire::zero_linger_checks_are_syn_synack_rst_ipv6",
-        common::open_listener_v6,
-    );
+    assert_every_check_half_open(common::open_listener_v6);
 }
 
 /// The closing sequence of a check without zero linger: the client's FIN carries the ACK that
@@ -235,14 +235,13 @@ fn assert_closed_with_fin(connection: &Connection, all: &Conversations) {
 
 /// Captures `CHECKS` checks of a fresh listener by a checker of `checker`, made with
 /// `options(i)`, then lets the listener's application accept and close what it can, and returns
-/// the connections with the number accepted. Logs their tally for `test`, and asserts that there
-/// is one connection per check. `None`, after reporting a skip, unless this process is root.
+/// the connections with the number accepted. Logs their tally, and asserts that there is one
+/// connection per check. `None`, after reporting the test's skip, unless this process is root.
 fn capture_and_accept(
-    test: &str,
     checker: CheckerBuilder,
     options: impl Fn(usize) -> CheckOptions,
 ) -> Option<(Conversations, usize)> {
-    if skip_unless_root(test, "an AF_PACKET capture on lo") {
+    if skip_without_capture() {
         return None;
     }
     let checker = checker.spawn().unwrap();
@@ -254,16 +253,15 @@ fn capture_and_accept(
         std::thread::sleep(PAST_DELAYED_ACK);
         accepted = common::accept_all(&listener);
     });
-    eprintln!("{test}: {:?}", tally(&conversations));
+    eprintln!("{}: {:?}", test_name(), tally(&conversations));
     assert_one_connection_per_check(&conversations);
     Some((conversations, accepted))
 }
 
 #[test]
 fn without_zero_linger_checks_close_with_fin() {
-    let test = "wire::without_zero_linger_checks_close_with_fin";
     let Some((conversations, accepted)) =
-        capture_and_accept(test, Checker::builder().zero_linger(false), |_| {
+        capture_and_accept(Checker::builder().zero_linger(false), |_| {
             CheckOptions::new(TIMEOUT)
         })
     else {
@@ -283,9 +281,8 @@ fn without_zero_linger_checks_close_with_fin() {
 /// server's application accepts every check.
 #[test]
 fn a_full_handshake_is_syn_synack_ack_rst_and_accepted() {
-    let test = "wire::a_full_handshake_is_syn_synack_ack_rst_and_accepted";
     let Some((conversations, accepted)) =
-        capture_and_accept(test, Checker::builder().handshake(Handshake::Full), |_| {
+        capture_and_accept(Checker::builder().handshake(Handshake::Full), |_| {
             CheckOptions::new(TIMEOUT)
         })
     else {
@@ -308,9 +305,8 @@ fn a_full_handshake_is_syn_synack_ack_rst_and_accepted() {
 
 #[test]
 fn zero_linger_off_for_one_check_closes_that_check_with_fin() {
-    let test = "wire::zero_linger_off_for_one_check_closes_that_check_with_fin";
     // Even checks close with FIN, odd ones keep the checker's default (RST).
-    let Some((conversations, accepted)) = capture_and_accept(test, Checker::builder(), |i| {
+    let Some((conversations, accepted)) = capture_and_accept(Checker::builder(), |i| {
         let options = CheckOptions::new(TIMEOUT);
         if i % 2 == 0 {
             options.zero_linger(false)
@@ -345,8 +341,7 @@ fn zero_linger_off_for_one_check_closes_that_check_with_fin() {
 
 #[test]
 fn a_closed_port_answers_syn_with_rst_and_the_client_sends_nothing_more() {
-    let test = "wire::a_closed_port_answers_syn_with_rst_and_the_client_sends_nothing_more";
-    if skip_unless_root(test, "an AF_PACKET capture on lo") {
+    if skip_without_capture() {
         return;
     }
     const CLOSED_CHECKS: usize = 5;
@@ -359,7 +354,7 @@ fn a_closed_port_answers_syn_with_rst_and_the_client_sends_nothing_more() {
     }
     std::thread::sleep(PAST_DELAYED_ACK);
     let conversations = capture::connections(&capture.stop().unwrap(), target);
-    eprintln!("{test}: {:?}", tally(&conversations));
+    eprintln!("{}: {:?}", test_name(), tally(&conversations));
     // Strays are not asserted on: once closed, the port is free for any process on the machine
     // to use as the source port of its own connections.
     assert_eq!(

@@ -368,12 +368,9 @@ mod tests {
     /// No process can have this id: ids stay below `pid_max`, which is at most 2^22.
     const NEVER_A_PID: u32 = 1 << 22;
 
-    /// Whether the test `name` (under `netns::tests::`) is skipped, for want of root.
-    fn skipped(name: &str) -> bool {
-        skip_unless_root(
-            &format!("netns::tests::{name}"),
-            "creating network namespaces",
-        )
+    /// Whether the running test is skipped, for want of root.
+    fn skipped() -> bool {
+        skip_unless_root("creating network namespaces")
     }
 
     /// The network namespace of the calling thread, as `net:[inode]`.
@@ -387,7 +384,7 @@ mod tests {
 
     #[test]
     fn threads_run_and_spawned_inside_are_inside_and_drop_deletes() {
-        if skipped("threads_run_and_spawned_inside_are_inside_and_drop_deletes") {
+        if skipped() {
             return;
         }
         let namespace = Namespace::create("shaker-wire-test-").unwrap();
@@ -428,7 +425,7 @@ mod tests {
 
     #[test]
     fn a_panic_inside_is_resumed_and_the_namespace_still_deleted() {
-        if skipped("a_panic_inside_is_resumed_and_the_namespace_still_deleted") {
+        if skipped() {
             return;
         }
         let mut name = String::new();
@@ -446,7 +443,7 @@ mod tests {
     /// Only namespaces of the prefix whose process is gone are swept, once per prefix.
     #[test]
     fn the_first_create_of_a_prefix_sweeps_what_dead_processes_left() {
-        if skipped("the_first_create_of_a_prefix_sweeps_what_dead_processes_left") {
+        if skipped() {
             return;
         }
         const PREFIX: &str = "shaker-wire-sweep-";
@@ -483,7 +480,7 @@ mod tests {
 
     #[test]
     fn sysctl_sets_the_namespaces_own_parameter() {
-        if skipped("sysctl_sets_the_namespaces_own_parameter") {
+        if skipped() {
             return;
         }
         const SOMAXCONN: &str = "/proc/sys/net/core/somaxconn";

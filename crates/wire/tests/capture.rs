@@ -58,8 +58,7 @@ fn assert_sampled(listener: &TcpListener, mask: u16) {
 
 #[test]
 fn captures_every_connection_or_a_sample_by_client_port_with_timestamps() {
-    let test = "capture::captures_every_connection_or_a_sample_by_client_port_with_timestamps";
-    if skip_unless_root(test, "an AF_PACKET capture on lo") {
+    if skip_unless_root("an AF_PACKET capture on lo") {
         return;
     }
     for address in ["127.0.0.1:0", "[::1]:0"] {

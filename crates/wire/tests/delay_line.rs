@@ -20,9 +20,10 @@ const ONE_WAY: Duration = Duration::from_millis(25);
 /// Generous, for a loaded machine: the line itself adds well under a millisecond.
 const MARGIN: Duration = Duration::from_millis(200);
 
-/// A client's and a server's namespace, or `None` after reporting a skip without root.
-fn namespaces(test: &str) -> Option<(Namespace, Namespace)> {
-    if skip_unless_root(test, "network namespaces and TUN devices") {
+/// A client's and a server's namespace, or `None` after reporting the running test's skip
+/// without root.
+fn namespaces() -> Option<(Namespace, Namespace)> {
+    if skip_unless_root("network namespaces and TUN devices") {
         return None;
     }
     let client = Namespace::create(PREFIX).unwrap();
@@ -39,9 +40,7 @@ fn has_interface(namespace: &Namespace, interface: &str) -> bool {
 
 #[test]
 fn a_tcp_connect_across_the_line_takes_the_round_trip_and_the_devices_go_with_it() {
-    let Some((client, server)) = namespaces(
-        "delay_line::a_tcp_connect_across_the_line_takes_the_round_trip_and_the_devices_go_with_it",
-    ) else {
+    let Some((client, server)) = namespaces() else {
         return;
     };
     let line = DelayLine::start(&client, &server, ONE_WAY).unwrap();
@@ -158,9 +157,7 @@ fn datagrams_across(
 
 #[test]
 fn datagrams_cross_in_order_one_delay_after_they_were_sent() {
-    let Some((client, server)) =
-        namespaces("delay_line::datagrams_cross_in_order_one_delay_after_they_were_sent")
-    else {
+    let Some((client, server)) = namespaces() else {
         return;
     };
     /// As many packets as the handshakes (SYN, SYN-ACK, RST) of 1000 checks.
@@ -227,9 +224,7 @@ fn datagrams_cross_in_order_one_delay_after_they_were_sent() {
 
 #[test]
 fn a_full_queue_drops_and_counts_what_it_cannot_hold() {
-    let Some((client, server)) =
-        namespaces("delay_line::a_full_queue_drops_and_counts_what_it_cannot_hold")
-    else {
+    let Some((client, server)) = namespaces() else {
         return;
     };
     const QUEUE: usize = 8;

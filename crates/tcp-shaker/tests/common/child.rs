@@ -17,17 +17,17 @@ use std::time::{Duration, Instant};
 /// Set, to the name of the test it runs, in a child that runs one test [`alone`].
 const ALONE: &str = "TCP_SHAKER_TEST_ALONE";
 
-/// Runs the calling test `test` (its full name, `module::function`) alone, in a child process
-/// of this binary: for a test that counts what the whole process does (its descriptors, its
-/// heap allocations), which the other tests running beside it in this binary would disturb.
-/// Returns true in that child (run the test's body there), false in the parent once the child
-/// has passed; fails the test if it did not.
-pub fn alone(test: &str) -> bool {
+/// Runs the calling test alone, in a child process of this binary: for a test that counts what
+/// the whole process does (its descriptors, its heap allocations), which the other tests running
+/// beside it in this binary would disturb. Returns true in that child (run the test's body
+/// there), false in the parent once the child has passed; fails the test if it did not.
+pub fn alone() -> bool {
+    let test = super::test_name();
     if std::env::var(ALONE).is_ok_and(|name| name == test) {
         return true;
     }
     let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args(scenario_args(test)).env(ALONE, test);
+    command.args(scenario_args(&test)).env(ALONE, &test);
     // Generous: the slowest of these tests takes seconds.
     let finished = run(command, Duration::from_secs(300));
     assert!(

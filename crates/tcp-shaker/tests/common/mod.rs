@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 use tcp_shaker::{CheckError, CheckOptions, Checker, ErrorKind, Report, ToTarget};
 
+pub use shaker_wire::skip::test_name;
+
 /// A generous margin for "within the deadline": CI machines stall, and a test must not flake.
 pub const SCHEDULING_MARGIN: Duration = Duration::from_millis(750);
 

@@ -32,17 +32,16 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// A fresh namespace for `test`, or `None` after reporting a skip when this process is not
-    /// root or one of `tools` is missing.
-    pub fn for_test(test: &str, tools: &[&str]) -> Option<NetNs> {
-        if skip_unless_root(test, "creating a network namespace") {
+    /// A fresh namespace for the running test, or `None` after reporting its skip when this
+    /// process is not root or one of `tools` is missing.
+    pub fn for_test(tools: &[&str]) -> Option<NetNs> {
+        if skip_unless_root("creating a network namespace") {
             return None;
         }
         if let Some(tool) = missing_tool(tools) {
-            skip(
-                test,
-                &format!("the `{tool}` binary is missing (packages iproute2 and nftables)"),
-            );
+            skip(&format!(
+                "the `{tool}` binary is missing (packages iproute2 and nftables)"
+            ));
             return None;
         }
         Some(NetNs::new())
