@@ -147,38 +147,35 @@ impl fmt::Debug for Checker {
 /// ```
 #[derive(Clone)]
 pub struct CheckerBuilder {
-    zero_linger: bool,
-    handshake: Handshake,
-    binding: Binding,
-    connects_per_turn: usize,
-    max_sockets: usize,
-    resolver: Arc<dyn Resolve>,
-    resolver_threads: usize,
+    config: Config,
 }
 
 impl Default for CheckerBuilder {
     fn default() -> CheckerBuilder {
         CheckerBuilder {
-            zero_linger: true,
-            handshake: Handshake::platform_default(),
-            binding: Binding::default(),
-            connects_per_turn: DEFAULT_CONNECTS_PER_TURN,
-            max_sockets: default_max_sockets(),
-            resolver: Arc::new(SystemResolver),
-            resolver_threads: DEFAULT_RESOLVER_THREADS,
+            config: Config {
+                zero_linger: true,
+                handshake: Handshake::platform_default(),
+                binding: Binding::default(),
+                connects_per_turn: DEFAULT_CONNECTS_PER_TURN,
+                max_sockets: default_max_sockets(),
+                resolver: Arc::new(SystemResolver),
+                resolver_threads: DEFAULT_RESOLVER_THREADS,
+            },
         }
     }
 }
 
 impl fmt::Debug for CheckerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = &self.config;
         f.debug_struct("CheckerBuilder")
-            .field("zero_linger", &self.zero_linger)
-            .field("handshake", &self.handshake)
-            .field("binding", &self.binding)
-            .field("connects_per_turn", &self.connects_per_turn)
-            .field("max_sockets", &self.max_sockets)
-            .field("resolver_threads", &self.resolver_threads)
+            .field("zero_linger", &config.zero_linger)
+            .field("handshake", &config.handshake)
+            .field("binding", &config.binding)
+            .field("connects_per_turn", &config.connects_per_turn)
+            .field("max_sockets", &config.max_sockets)
+            .field("resolver_threads", &config.resolver_threads)
             .finish_non_exhaustive()
     }
 }
@@ -190,7 +187,7 @@ impl CheckerBuilder {
     /// [`CheckOptions::zero_linger`].
     #[must_use]
     pub fn zero_linger(mut self, zero_linger: bool) -> CheckerBuilder {
-        self.zero_linger = zero_linger;
+        self.config.zero_linger = zero_linger;
         self
     }
 
@@ -200,7 +197,7 @@ impl CheckerBuilder {
     /// for [`Handshake::HalfOpen`] where the system cannot hold the final ACK back fails.
     #[must_use]
     pub fn handshake(mut self, handshake: Handshake) -> CheckerBuilder {
-        self.handshake = handshake;
+        self.config.handshake = handshake;
         self
     }
 
@@ -209,8 +206,8 @@ impl CheckerBuilder {
     #[must_use]
     pub fn source_address(mut self, address: IpAddr) -> CheckerBuilder {
         match address {
-            IpAddr::V4(v4) => self.binding.source_v4 = Some(v4),
-            IpAddr::V6(v6) => self.binding.source_v6 = Some(v6),
+            IpAddr::V4(v4) => self.config.binding.source_v4 = Some(v4),
+            IpAddr::V6(v6) => self.config.binding.source_v6 = Some(v6),
         }
         self
     }
@@ -220,14 +217,14 @@ impl CheckerBuilder {
     /// with an error saying so.
     #[must_use]
     pub fn interface(mut self, name: &str) -> CheckerBuilder {
-        self.binding.interface = Some(name.as_bytes().into());
+        self.config.binding.interface = Some(name.as_bytes().into());
         self
     }
 
     /// Resolves host names with `resolver` instead of the system's.
     #[must_use]
     pub fn resolver(mut self, resolver: impl Resolve) -> CheckerBuilder {
-        self.resolver = Arc::new(resolver);
+        self.config.resolver = Arc::new(resolver);
         self
     }
 
@@ -237,7 +234,7 @@ impl CheckerBuilder {
     /// their timeouts), and fail with [`ErrorKind::NotStarted`](crate::ErrorKind::NotStarted) if none comes free in time.
     #[must_use]
     pub fn resolver_threads(mut self, threads: usize) -> CheckerBuilder {
-        self.resolver_threads = threads.max(1);
+        self.config.resolver_threads = threads.max(1);
         self
     }
 
@@ -245,7 +242,7 @@ impl CheckerBuilder {
     /// between SYN-ACK and RST shorter under bursts; higher admits bursts faster.
     #[must_use]
     pub fn connects_per_turn(mut self, connects: usize) -> CheckerBuilder {
-        self.connects_per_turn = connects.max(1);
+        self.config.connects_per_turn = connects.max(1);
         self
     }
 
@@ -257,7 +254,7 @@ impl CheckerBuilder {
     /// descriptors while the checker's own sockets hold some.
     #[must_use]
     pub fn max_sockets(mut self, sockets: usize) -> CheckerBuilder {
-        self.max_sockets = sockets.max(1);
+        self.config.max_sockets = sockets.max(1);
         self
     }
 
@@ -271,7 +268,7 @@ impl CheckerBuilder {
     /// assert_eq!(builder.socket_limit(), 100);
     /// ```
     pub fn socket_limit(&self) -> usize {
-        self.max_sockets
+        self.config.max_sockets
     }
 
     /// Builds the checker and starts its loop on a new thread named `tcp-shaker`.
@@ -296,14 +293,14 @@ impl CheckerBuilder {
     }
 
     fn build_loop(self) -> io::Result<(Arc<Inbox>, EventLoop)> {
-        if self.handshake == Handshake::HalfOpen && !crate::sys::CAN_HOLD_BACK_FINAL_ACK {
+        if self.config.handshake == Handshake::HalfOpen && !crate::sys::CAN_HOLD_BACK_FINAL_ACK {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "this system acknowledges a SYN-ACK at once, so half-open checks cannot be made \
                  here; use Handshake::Full",
             ));
         }
-        if let Some(interface) = &self.binding.interface {
+        if let Some(interface) = &self.config.binding.interface {
             let name = String::from_utf8_lossy(interface);
             if let Err(error) = crate::sys::interface_index(&name) {
                 return Err(io::Error::new(
@@ -312,15 +309,7 @@ impl CheckerBuilder {
                 ));
             }
         }
-        let engine = Engine::new(Config {
-            zero_linger: self.zero_linger,
-            handshake: self.handshake,
-            binding: self.binding,
-            connects_per_turn: self.connects_per_turn,
-            max_sockets: self.max_sockets,
-            resolver: self.resolver,
-            resolver_threads: self.resolver_threads,
-        })?;
+        let engine = Engine::new(self.config)?;
         Ok((Arc::clone(engine.inbox()), EventLoop { engine }))
     }
 }

@@ -68,14 +68,22 @@ const CONNECTS_BETWEEN_POLLS: usize = 16;
 /// How many addresses of one name are checked at most.
 const MAX_ADDRESSES_PER_NAME: usize = 64;
 
-/// Settings fixed when the checker is built.
+/// Settings fixed when the checker is built: what a [`CheckerBuilder`](crate::CheckerBuilder)
+/// holds and its setters change.
+#[derive(Clone)]
 pub(crate) struct Config {
+    /// Whether checks close with RST unless their options say otherwise.
     pub(crate) zero_linger: bool,
+    /// Half-open or full handshakes.
     pub(crate) handshake: Handshake,
+    /// Source addresses, interface and local ports of the sockets.
     pub(crate) binding: Binding,
+    /// Connects started between two polls, at most.
     pub(crate) connects_per_turn: usize,
+    /// Sockets open at once, at most.
     pub(crate) max_sockets: usize,
     pub(crate) resolver: Arc<dyn Resolve>,
+    /// Resolver threads at once, at most.
     pub(crate) resolver_threads: usize,
 }
 
