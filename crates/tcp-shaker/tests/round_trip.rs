@@ -551,9 +551,9 @@ enum Network {
     Veth,
 }
 
-/// Runs a kill test across `network`, one test at a time: the checker in its client
-/// namespace, the listener in its server namespace.
-fn kill_across(network: Network, ending: Ending) {
+/// Runs the kill test across `network` once for each of `endings`, one test at a time: the
+/// checker in its client namespace, the listener in its server namespace, both new each time.
+fn kill_across(network: Network, endings: &[Ending]) {
     let needs = match network {
         Network::DelayLine => "network namespaces and TUN devices",
         Network::Veth => "network namespaces and a veth pair",
@@ -562,34 +562,27 @@ fn kill_across(network: Network, ending: Ending) {
         return;
     }
     let _serial = serial();
-    match network {
-        Network::DelayLine => {
-            let line = Line::new();
-            let killed = kill_checker(Some(&line.client), &line.listener(), ending);
-            eprintln!("delay line: {:?}", line.line.counters());
-            assert_nothing_accepted(&killed, "across the delay line", ending);
-        }
-        Network::Veth => {
-            let veth = Veth::new();
-            let killed = kill_checker(Some(&veth.client), &veth.listener(), ending);
-            assert_nothing_accepted(&killed, "over a veth pair", ending);
+    for &ending in endings {
+        match network {
+            Network::DelayLine => {
+                let line = Line::new();
+                let killed = kill_checker(Some(&line.client), &line.listener(), ending);
+                eprintln!("delay line, {ending:?}: {:?}", line.line.counters());
+                assert_nothing_accepted(&killed, "across the delay line", ending);
+            }
+            Network::Veth => {
+                let veth = Veth::new();
+                let killed = kill_checker(Some(&veth.client), &veth.listener(), ending);
+                assert_nothing_accepted(&killed, "over a veth pair", ending);
+            }
         }
     }
 }
 
 #[test]
-fn a_checker_killed_across_the_delay_line_leaves_nothing_to_accept() {
-    kill_across(Network::DelayLine, Ending::Kill);
-}
-
-#[test]
-fn a_checker_frozen_then_killed_across_the_delay_line_leaves_nothing_to_accept() {
-    kill_across(Network::DelayLine, Ending::FreezeThenKill);
-}
-
-#[test]
-fn a_checker_that_aborts_across_the_delay_line_leaves_nothing_to_accept() {
-    kill_across(Network::DelayLine, Ending::Abort);
+fn a_checker_killed_frozen_or_aborted_across_the_delay_line_leaves_nothing_to_accept() {
+    let endings = [Ending::Kill, Ending::FreezeThenKill, Ending::Abort];
+    kill_across(Network::DelayLine, &endings);
 }
 
 #[test]
@@ -603,13 +596,8 @@ fn a_checker_killed_or_frozen_then_killed_over_loopback_leaves_nothing_to_accept
 }
 
 #[test]
-fn a_checker_killed_over_a_veth_pair_leaves_nothing_to_accept() {
-    kill_across(Network::Veth, Ending::Kill);
-}
-
-#[test]
-fn a_checker_frozen_then_killed_over_a_veth_pair_leaves_nothing_to_accept() {
-    kill_across(Network::Veth, Ending::FreezeThenKill);
+fn a_checker_killed_or_frozen_then_killed_over_a_veth_pair_leaves_nothing_to_accept() {
+    kill_across(Network::Veth, &[Ending::Kill, Ending::FreezeThenKill]);
 }
 
 /// The kill tests' checker, run only in the child process (see the module documentation):
