@@ -97,12 +97,11 @@ pub(crate) fn request(
     scope: Scope,
     sink: Sink,
 ) -> Result<Request, CheckError> {
-    let (timeout, start_within) = options.times(&target)?;
+    let times = options.times(&target)?;
     Ok(Request {
         target,
         submitted: Instant::now(),
-        timeout,
-        start_within,
+        times,
         family: options.family,
         zero_linger: options.zero_linger,
         scope,

@@ -173,7 +173,7 @@ impl Pending {
                     Ok(request) => request,
                     Err(error) => return Poll::Ready(Delivery::failed(error)),
                 };
-                let start_within = request.start_within;
+                let start_within = request.times.start_within;
                 // A refused check has its error in the slot already.
                 self.client.submit(request);
                 let polled = slot.poll(cx);

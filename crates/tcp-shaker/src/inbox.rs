@@ -13,13 +13,13 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::{Registry, Token, Waker};
 
 use crate::delivery::{Delivery, Queue, Sink};
 use crate::error::{CheckError, ErrorKind};
-use crate::options::Family;
+use crate::options::{Family, Times};
 use crate::slab::Key;
 use crate::sys;
 use crate::target::Target;
@@ -41,10 +41,7 @@ pub(crate) struct Request {
     pub(crate) target: Target,
     /// When it was submitted: the start of its wait for the checker.
     pub(crate) submitted: Instant,
-    /// The target's time: name resolution plus the wait for an answer to the SYN.
-    pub(crate) timeout: Duration,
-    /// How long it may wait for the checker before it starts.
-    pub(crate) start_within: Duration,
+    pub(crate) times: Times,
     pub(crate) family: Family,
     pub(crate) zero_linger: Option<bool>,
     pub(crate) scope: Scope,

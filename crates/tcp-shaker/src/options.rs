@@ -140,7 +140,7 @@ impl CheckOptions {
 
     /// The target's time and the wait allowed for the checker, once checked: a zero timeout
     /// (or a zero `start_within`) is refused, and a huge one capped at a year.
-    pub(crate) fn times(&self, target: &dyn ToString) -> Result<(Duration, Duration), CheckError> {
+    pub(crate) fn times(&self, target: &dyn ToString) -> Result<Times, CheckError> {
         const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
         if self.timeout.is_zero() {
             return Err(
@@ -155,8 +155,20 @@ impl CheckOptions {
             );
         }
         let timeout = self.timeout.min(YEAR);
-        Ok((timeout, self.start_within.unwrap_or(timeout).min(YEAR)))
+        Ok(Times {
+            timeout,
+            start_within: self.start_within.unwrap_or(timeout).min(YEAR),
+        })
     }
+}
+
+/// A check's two times, checked by [`CheckOptions::times`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Times {
+    /// The target's time: name resolution plus the wait for an answer to the SYN.
+    pub(crate) timeout: Duration,
+    /// How long the check may wait for the checker before it starts.
+    pub(crate) start_within: Duration,
 }
 
 impl From<Duration> for CheckOptions {
@@ -179,14 +191,17 @@ mod tests {
             .times(&"x:1")
             .unwrap_err();
         assert!(error.to_string().contains("start_within is zero"));
-        let (timeout, start_within) = CheckOptions::new(Duration::MAX).times(&"x:1").unwrap();
+        let Times {
+            timeout,
+            start_within,
+        } = CheckOptions::new(Duration::MAX).times(&"x:1").unwrap();
         assert!(timeout > Duration::from_secs(3600));
         assert_eq!(start_within, timeout);
-        let (_, start_within) = CheckOptions::new(Duration::from_secs(1))
+        let times = CheckOptions::new(Duration::from_secs(1))
             .start_within(Duration::from_secs(60))
             .times(&"x:1")
             .unwrap();
-        assert_eq!(start_within, Duration::from_secs(60));
+        assert_eq!(times.start_within, Duration::from_secs(60));
     }
 
     #[test]

@@ -271,8 +271,8 @@ impl Engine {
         };
         let job = Job {
             zero_linger: request.zero_linger.unwrap_or(self.config.zero_linger),
-            start_deadline: later_by(request.submitted, request.start_within),
-            timeout: request.timeout,
+            start_deadline: later_by(request.submitted, request.times.start_within),
+            timeout: request.times.timeout,
             target: request.target,
             family: request.family,
             scope: request.scope,
