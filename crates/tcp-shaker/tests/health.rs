@@ -38,9 +38,17 @@ impl Observe for Recorder {
     }
 }
 
+/// A monitor of `checker` that sends the test every check it makes.
 fn recorded(checker: &Checker) -> (Monitor, Receiver<Seen>) {
     let (sender, seen) = mpsc::channel();
     (Monitor::start(checker, Recorder(sender)), seen)
+}
+
+/// A checker of its own, [`recorded`].
+fn recorded_checker() -> (Checker, Monitor, Receiver<Seen>) {
+    let checker = Checker::new().unwrap();
+    let (monitor, seen) = recorded(&checker);
+    (checker, monitor, seen)
 }
 
 fn next(seen: &Receiver<Seen>) -> Seen {
@@ -75,8 +83,7 @@ const FAST: Policy = Policy {
 #[test]
 fn a_port_that_closes_goes_down_after_fall_failures_and_up_after_rise_successes() {
     let (listener, address) = open_port();
-    let checker = Checker::new().unwrap();
-    let (monitor, seen) = recorded(&checker);
+    let (_checker, monitor, seen) = recorded_checker();
     let id = monitor.watch(Watch::new("web", address, FAST).unwrap());
 
     let first = next(&seen);
@@ -137,8 +144,7 @@ fn transitions_stream_through_a_channel() {
 #[test]
 fn a_check_the_checker_could_not_make_moves_no_counter() {
     let (_listener, address) = open_port();
-    let checker = Checker::new().unwrap();
-    let (monitor, seen) = recorded(&checker);
+    let (checker, monitor, seen) = recorded_checker();
     let id = monitor.watch(Watch::new("web", address, FAST).unwrap());
     assert_eq!(next(&seen).success, Some(true));
     checker.stop();
@@ -193,8 +199,7 @@ fn a_name_is_resolved_again_for_every_check_and_a_new_address_shows() {
 #[test]
 fn an_unwatched_target_is_gone_at_once_and_checked_no_more() {
     let (_listener, address) = open_port();
-    let checker = Checker::new().unwrap();
-    let (monitor, seen) = recorded(&checker);
+    let (_checker, monitor, seen) = recorded_checker();
     let gone = monitor.watch(Watch::new("gone", address, FAST).unwrap());
     monitor.watch(Watch::new("kept", address, FAST).unwrap());
     while next(&seen).name != "gone" {}
@@ -217,8 +222,7 @@ fn an_unwatched_target_is_gone_at_once_and_checked_no_more() {
 #[test]
 fn first_checks_spread_over_the_interval_instead_of_in_lockstep() {
     let (_listener, address) = open_port();
-    let checker = Checker::new().unwrap();
-    let (monitor, seen) = recorded(&checker);
+    let (_checker, monitor, seen) = recorded_checker();
     let interval = Duration::from_secs(1);
     let policy = Policy { interval, ..FAST };
     let started = Instant::now();
