@@ -241,7 +241,7 @@ fn a_listener_that_closes_is_shown_down_and_up_again_without_a_reload() {
         "1 target · 0 up · 1 down"
     );
 
-    let listener = namespace
+    let _listener_again = namespace
         .run(|| TcpListener::bind(address))
         .unwrap()
         .unwrap();
@@ -270,7 +270,6 @@ fn a_listener_that_closes_is_shown_down_and_up_again_without_a_reload() {
         "{problem}"
     );
     assert_eq!(names(&browser), [name]);
-    drop(listener);
 }
 
 #[test]
@@ -480,7 +479,7 @@ fn twenty_thousand_targets_load_quickly_and_render_only_the_rows_in_view() {
     const TARGETS: usize = 20_000;
     const PORT: u16 = 8080;
     // One listener answers every loopback address.
-    let listener = namespace
+    let _listener = namespace
         .run(|| TcpListener::bind(("0.0.0.0", PORT)).unwrap())
         .unwrap();
     let list: String = (0..TARGETS)
@@ -564,7 +563,6 @@ fn twenty_thousand_targets_load_quickly_and_render_only_the_rows_in_view() {
         REPORT,
     );
     assert_eq!(last, "127.0.79.250:8080");
-    drop(listener);
 }
 
 #[test]
