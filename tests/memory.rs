@@ -4,6 +4,8 @@
 
 use std::fs::File;
 use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
 
 use crate::common::TempFile;
 
@@ -31,23 +33,37 @@ fn run_quietly_measured(
     )
 }
 
-/// Runs `command` to its end; returns its exit status and its peak resident memory in KiB,
-/// as the kernel counted it (`wait4`).
-#[allow(
-    clippy::zombie_processes,
-    reason = "wait4 reaps the child, which std's wait cannot measure"
-)]
+/// Runs `command` to its end; returns its exit status and its peak resident memory in KiB.
+///
+/// The peak is the child's own high-water mark (`VmHWM`), read while it runs: `wait4`'s
+/// `ru_maxrss` would not do, since the kernel carries the spawning process's peak into it at
+/// `exec`, and this test binary's peak depends on the tests running beside it. `VmHWM` only
+/// rises, so the last reading before the exit misses at most the final few milliseconds.
 fn run_measured(command: &mut Command) -> (Option<i32>, i64) {
-    let child = command.spawn().unwrap();
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    let mut status = 0;
-    // SAFETY: rusage is plain data that wait4 fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: reaps the child this test spawned (`child` is never waited for afterwards).
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid, "{}", std::io::Error::last_os_error());
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    (code, usage.ru_maxrss)
+    const POLL: Duration = Duration::from_millis(2);
+    let mut child = command.spawn().unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    loop {
+        if let Some(high_water) = std::fs::read_to_string(&status_file)
+            .ok()
+            .as_deref()
+            .and_then(high_water_kib)
+        {
+            peak_kib = peak_kib.max(high_water);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(peak_kib > 0, "no VmHWM was read from {status_file}");
+            return (status.code(), peak_kib);
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// The `VmHWM` of a `/proc/PID/status`, in KiB (absent once the process has exited).
+fn high_water_kib(status: &str) -> Option<i64> {
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[test]
