@@ -311,7 +311,7 @@ impl MetricsTimes {
 }
 
 /// A window of a run, and the checks counted in it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Window {
     /// Its length, seconds.
     pub length_s: f64,
@@ -1108,18 +1108,23 @@ fn serve_notes(serve: &Serve) -> Vec<String> {
             .into(),
     ];
     serve.notes(method, "check", |run| {
+        let (checks, cpu) = (&run.measured.checks.window, &run.measured.cpu_window);
+        let cpu_window = if cpu == checks {
+            "the same window".to_owned()
+        } else {
+            format!(
+                "{:.2} s for {} checks, counted by {}",
+                cpu.length_s, cpu.checks, cpu.counted_by
+            )
+        };
         Some(format!(
-            "round {}, {}: {} checks over {:.2} s, counted by {}; CPU {:.2} s over {:.2} s for \
-             {} checks, counted by {}.",
+            "round {}, {}: {} checks over {:.2} s, counted by {}; CPU {:.2} s over {cpu_window}.",
             run.round,
             run.side.name(HAPROXY_NAME),
-            run.measured.checks.window.checks,
-            run.measured.checks.window.length_s,
-            run.measured.checks.window.counted_by,
+            checks.checks,
+            checks.length_s,
+            checks.counted_by,
             run.cpu.time_s,
-            run.measured.cpu_window.length_s,
-            run.measured.cpu_window.checks,
-            run.measured.cpu_window.counted_by
         ))
     })
 }
