@@ -16,7 +16,7 @@ use shaker_wire::netns::Namespace;
 use crate::common::prometheus::{
     NamespaceHosts, closed_in, expect_sample, listener_in, namespace_or_skip, query_encode,
 };
-use crate::common::serve::{Response, Served, shown};
+use crate::common::serve::{Response, Served};
 use crate::common::{NFT, assert_contains, skip};
 
 /// The prefix of this module's network namespaces.
@@ -70,19 +70,17 @@ fn assert_probe_success(answer: &Response, success: f64) {
     assert_eq!(
         expect_sample(answer, "probe_success"),
         success,
-        "{}",
-        shown(answer)
+        "{answer:?}"
     );
 }
 
 /// Asserts that `response` is `status` with a plain-text body that contains each of `says`.
 fn assert_refused(response: &Response, status: u16, says: &[&str], asked: &str) {
-    assert_eq!(response.status, status, "{asked}: {}", shown(response));
+    assert_eq!(response.status, status, "{asked}: {response:?}");
     let content_type = response.header("content-type").unwrap_or_default();
     assert!(
         content_type.starts_with("text/plain"),
-        "{asked}: {}",
-        shown(response)
+        "{asked}: {response:?}"
     );
     for part in says {
         assert!(
@@ -124,8 +122,7 @@ fn an_allowed_open_port_succeeds_and_a_closed_one_fails_with_blackbox_metrics() 
     let content_type = answer.header("content-type").unwrap_or_default();
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
-        "{}",
-        shown(&answer)
+        "{answer:?}"
     );
     assert_no_labels(&answer.text());
     assert!(!answer.text().contains("target"), "{}", answer.text());
@@ -138,17 +135,13 @@ fn an_allowed_open_port_succeeds_and_a_closed_one_fails_with_blackbox_metrics() 
     assert_no_labels(&answer.text());
 
     let explained = probe_with(&served, &open.to_string(), "&debug=true", &[]);
-    assert_eq!(explained.status, 200, "{}", shown(&explained));
+    assert_eq!(explained.status, 200, "{explained:?}");
     let content_type = explained.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("text/plain"),
-        "{}",
-        shown(&explained)
-    );
+    assert!(content_type.starts_with("text/plain"), "{explained:?}");
     assert_contains(&explained.text(), &format!("Checking {open} (allowed)"));
     assert_contains(&explained.text(), "probe_success 1");
     let explained = probe_with(&served, &closed.address.to_string(), "&debug=true", &[]);
-    assert_eq!(explained.status, 200, "{}", shown(&explained));
+    assert_eq!(explained.status, 200, "{explained:?}");
     assert_contains(&explained.text(), &closed.address.to_string());
     assert_contains(&explained.text(), "allowed");
     assert_contains(&explained.text(), "probe_success 0");
@@ -198,8 +191,7 @@ fn addresses_outside_the_allowlist_are_refused_in_every_spelling() {
         );
         assert!(
             !answer.text().contains("probe_success"),
-            "{target}: {}",
-            shown(&answer)
+            "{target}: {answer:?}"
         );
     }
     // The same service probes what its rule covers.

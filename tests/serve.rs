@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::common::serve::{Served, get, poll_until, run_refused, sample, shown};
+use crate::common::serve::{Served, get, poll_until, run_refused, sample};
 use crate::common::{
     BoundSocket, TempDir, assert_contains, assert_field, consecutive_ports, listener, skip, stderr,
 };
@@ -425,10 +425,8 @@ fn health_of_one_target_finds_names_with_brackets_slashes_and_spaces() {
     });
     let written = served.get(&format!("/health/{v6_name}"));
     assert_eq!(
-        written.status,
-        200,
-        "/health/{v6_name} as written: {}",
-        shown(&written)
+        written.status, 200,
+        "/health/{v6_name} as written: {written:?}"
     );
     assert_eq!(written.text(), format!("{v6_name} UP\n"));
     let encoded = served.get(&encoded);
@@ -1020,12 +1018,7 @@ fn garbage_and_huge_requests_get_a_4xx_or_a_closed_connection_and_health_still_a
         }
         if let Some(due) = due {
             let status = answer.as_ref().map(|response| response.status);
-            assert_eq!(
-                status,
-                Some(due),
-                "{what}: {:?}",
-                answer.as_ref().map(shown)
-            );
+            assert_eq!(status, Some(due), "{what}: {answer:?}");
         }
         let health = served.get("/health");
         assert_eq!(
@@ -1042,7 +1035,7 @@ fn garbage_and_huge_requests_get_a_4xx_or_a_closed_connection_and_health_still_a
 fn probe_without_an_allowlist_or_with_bad_parameters_is_refused_with_a_reason() {
     let (open, name, served) = serving_one_open_port("1s");
     let forbidden = served.get(&format!("/probe?target={name}"));
-    assert_eq!(forbidden.status, 403, "{}", shown(&forbidden));
+    assert_eq!(forbidden.status, 403, "{forbidden:?}");
     assert_contains(&forbidden.text(), "--probe-allow");
     let missing = served.get("/probe");
     assert_eq!(missing.status, 400);

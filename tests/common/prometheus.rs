@@ -67,7 +67,7 @@ pub fn query_encode(text: &str) -> String {
 /// The value of the sample `name` in `response`, which must be a 200; panics, showing the
 /// response, if it is not or the sample is missing.
 pub fn expect_sample(response: &Response, name: &str) -> f64 {
-    assert_eq!(response.status, 200, "{}", serve::shown(response));
+    assert_eq!(response.status, 200, "{response:?}");
     serve::sample(&response.text(), name)
         .unwrap_or_else(|| panic!("no {name} in\n{}", response.text()))
 }
@@ -192,7 +192,7 @@ impl<'ns> Prometheus<'ns> {
         let response = get_in(self.namespace, self.address, &path)
             .unwrap_or_else(|| panic!("prometheus does not listen on {}", self.address));
         let answer: Value = serde_json::from_slice(&response.body)
-            .unwrap_or_else(|error| panic!("{path}: {error}: {}", serve::shown(&response)));
+            .unwrap_or_else(|error| panic!("{path}: {error}: {response:?}"));
         assert_eq!(answer["status"], "success", "{path}: {answer}");
         answer["data"].clone()
     }

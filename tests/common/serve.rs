@@ -18,16 +18,6 @@ const START_DEADLINE: Duration = Duration::from_secs(20);
 /// An HTTP response, as the tests read it: the benchmark's client's.
 pub use shaker_bench::Response;
 
-/// `response` as a failure message shows it: its status, its headers, and its body as text.
-pub fn shown(response: &Response) -> String {
-    format!(
-        "{} {:?}\n{}",
-        response.status,
-        response.headers,
-        response.text()
-    )
-}
-
 /// Everything a service has logged so far, and a signal for each line added.
 #[derive(Default)]
 struct Log {
@@ -155,7 +145,7 @@ impl<'ns> Served<'ns> {
     /// Waits until the service answers `GET /`.
     fn wait_until_serving(&self) {
         let index = self.get("/");
-        assert_eq!(index.status, 200, "GET / while starting: {}", shown(&index));
+        assert_eq!(index.status, 200, "GET / while starting: {index:?}");
     }
 
     /// Everything it has logged so far.
@@ -210,14 +200,14 @@ impl<'ns> Served<'ns> {
     /// The body of `GET /metrics`, which must answer 200.
     pub fn metrics(&self) -> String {
         let response = self.get("/metrics");
-        assert_eq!(response.status, 200, "/metrics: {}", shown(&response));
+        assert_eq!(response.status, 200, "/metrics: {response:?}");
         response.text()
     }
 
     /// `GET /api/targets`, parsed: one JSON object per target.
     pub fn targets(&self) -> Vec<Value> {
         let response = self.get("/api/targets");
-        assert_eq!(response.status, 200, "/api/targets: {}", shown(&response));
+        assert_eq!(response.status, 200, "/api/targets: {response:?}");
         assert_eq!(response.header("content-type"), Some("application/json"));
         match serde_json::from_slice(&response.body) {
             Ok(Value::Array(targets)) => targets,

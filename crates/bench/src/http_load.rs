@@ -2,6 +2,7 @@
 //! kept-alive connection (a body by `Content-Length`, chunked, or to the end), and a load of N
 //! such clients on threads of their own, each GETting one path back to back for a fixed time.
 
+use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier};
@@ -21,8 +22,7 @@ const LONGEST_BODY: usize = 1 << 31;
 /// The longest status or header line read.
 const LONGEST_LINE: usize = 64 * 1024;
 
-/// A response, as read.
-#[derive(Debug)]
+/// A response, as read. Its `Debug` shows the body as text, for failure messages.
 pub struct Response {
     /// The status code.
     pub status: u16,
@@ -30,6 +30,16 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .finish()
+    }
 }
 
 impl Response {
