@@ -84,13 +84,17 @@ impl<'ns> Browser<'ns> {
         let dir = TempDir::new(&format!("browser-{name}"));
         let log = dir.path().join("chromedriver.log");
         let output = File::create(&log).expect("creating chromedriver's log");
+        let temporary = dir.path().join("tmp");
+        std::fs::create_dir(&temporary).expect("creating the browser's temporary directory");
         let driver = Command::new("ip")
             .args(["netns", "exec", namespace.name()])
             .arg(on_path("chromedriver"))
             .arg(format!("--port={DRIVER_PORT}"))
-            // Not ~/.config/chromium, ~/.cache: the crash database and caches stay in `dir`.
+            // Not ~/.config/chromium, ~/.cache, /tmp: the crash database, caches and Chromium's
+            // scoped directories stay in `dir`, which goes with the test.
             .env("XDG_CONFIG_HOME", dir.path().join("config"))
             .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .env("TMPDIR", &temporary)
             .stdin(Stdio::null())
             .stdout(output.try_clone().expect("sharing the log"))
             .stderr(output)
