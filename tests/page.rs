@@ -17,7 +17,7 @@ use shaker_wire::netns::Namespace;
 
 use crate::common::browser::{Browser, skip_without_browser};
 use crate::common::serve::Served;
-use crate::common::{BoundSocket, SilentPort, TempFile, skip_unless_root};
+use crate::common::{BoundSocket, SilentPort, TempFile, closed_in, listener_in, skip_unless_root};
 
 /// The rows on screen, in order: name, state, its words, the last check, whether marked as
 /// changed, the chart's text.
@@ -211,10 +211,7 @@ fn a_listener_that_closes_is_shown_down_and_up_again_without_a_reload() {
     let Some(namespace) = namespace() else {
         return;
     };
-    let listener = namespace
-        .run(|| TcpListener::bind("127.0.0.1:0").unwrap())
-        .unwrap();
-    let address = listener.local_addr().unwrap();
+    let (listener, address) = listener_in(&namespace, 0);
     let name = address.to_string();
     let served = Served::start_in(
         &namespace,
@@ -403,18 +400,9 @@ fn the_browser_console_has_no_errors() {
     let Some(namespace) = namespace() else {
         return;
     };
-    let (listener, closed) = namespace
-        .run(|| {
-            (
-                TcpListener::bind("127.0.0.1:0").unwrap(),
-                BoundSocket::bind(0).unwrap(),
-            )
-        })
-        .unwrap();
-    let (open, closed) = (
-        listener.local_addr().unwrap().to_string(),
-        closed.address.to_string(),
-    );
+    let (_listener, open) = listener_in(&namespace, 0);
+    let closed = closed_in(&namespace);
+    let (open, closed) = (open.to_string(), closed.address.to_string());
     let served = Served::start_in(&namespace, &["-i", "200ms", &open, &closed]);
     let browser = Browser::start(&namespace, "console", 1280, 800);
     open_and_settle(

@@ -13,11 +13,9 @@ use std::time::{Duration, Instant};
 
 use shaker_wire::netns::Namespace;
 
-use crate::common::prometheus::{
-    NamespaceHosts, closed_in, expect_sample, listener_in, namespace_or_skip, query_encode,
-};
+use crate::common::prometheus::{NamespaceHosts, expect_sample, namespace_or_skip, query_encode};
 use crate::common::serve::{Response, Served};
-use crate::common::{NFT, assert_contains, skip};
+use crate::common::{NFT, assert_contains, closed_in, listener_in, skip};
 
 /// The prefix of this module's network namespaces.
 const PREFIX: &str = "shaker-probe-";

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::prometheus::{Prometheus, closed_in, listener_in, namespace_or_skip};
+use crate::common::prometheus::{Prometheus, namespace_or_skip};
 use crate::common::serve::Served;
 use crate::common::{TempDir, Tool};
+use crate::common::{closed_in, listener_in};
 
 /// Debian's Prometheus server.
 const PROMETHEUS: Tool = Tool {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use serde_json::Value;
+use shaker_wire::netns::Namespace;
 
 /// The binary under test, killed if it runs for more than a minute.
 pub fn tcp_checker() -> Command {
@@ -113,6 +114,26 @@ pub fn run_on_open_and_closed(args: &[&str]) -> (Output, SocketAddr, SocketAddr)
             .chain([open_name.as_str(), &closed_name]),
     );
     (output, open, closed.address)
+}
+
+/// A listener on 127.0.0.1 inside `namespace` (port 0: an ephemeral one), and its address.
+pub fn listener_in(namespace: &Namespace, port: u16) -> (TcpListener, SocketAddr) {
+    let listener = namespace
+        .run(|| TcpListener::bind(("127.0.0.1", port)))
+        .expect("entering the namespace")
+        .expect("listening inside the namespace");
+    let address = listener
+        .local_addr()
+        .expect("the address of a listener inside the namespace");
+    (listener, address)
+}
+
+/// A closed port on 127.0.0.1 inside `namespace`: bound, not listening.
+pub fn closed_in(namespace: &Namespace) -> BoundSocket {
+    namespace
+        .run(|| BoundSocket::bind(0))
+        .expect("entering the namespace")
+        .expect("binding inside the namespace")
 }
 
 /// An IPv4 TCP socket bound to a loopback port but not listening: checks of that port find it

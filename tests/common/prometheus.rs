@@ -3,7 +3,7 @@
 //! of an exposition, and a Prometheus server inside a namespace with its HTTP API.
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -13,7 +13,7 @@ use serde_json::Value;
 use shaker_wire::netns::Namespace;
 
 use super::serve::{self, Response};
-use super::{BoundSocket, Tool, skip_unless_root};
+use super::{Tool, skip_unless_root};
 
 /// Where `ip netns exec` looks for a namespace's own copies of files under `/etc`.
 const NETNS_ETC: &str = "/etc/netns";
@@ -30,26 +30,6 @@ pub fn namespace_or_skip(prefix: &str, tools: &[Tool]) -> Option<Namespace> {
         Namespace::create(prefix)
             .unwrap_or_else(|error| panic!("creating a network namespace: {error}")),
     )
-}
-
-/// A listener on 127.0.0.1 inside `namespace` (port 0: an ephemeral one), and its address.
-pub fn listener_in(namespace: &Namespace, port: u16) -> (TcpListener, SocketAddr) {
-    let listener = namespace
-        .run(|| TcpListener::bind(("127.0.0.1", port)))
-        .expect("entering the namespace")
-        .expect("listening inside the namespace");
-    let address = listener
-        .local_addr()
-        .expect("the address of a listener inside the namespace");
-    (listener, address)
-}
-
-/// A closed port on 127.0.0.1 inside `namespace`: bound, not listening.
-pub fn closed_in(namespace: &Namespace) -> BoundSocket {
-    namespace
-        .run(|| BoundSocket::bind(0))
-        .expect("entering the namespace")
-        .expect("binding inside the namespace")
 }
 
 /// `text` percent-encoded for a query string: everything but letters, digits and `-._~`.
